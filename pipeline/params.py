@@ -1,0 +1,227 @@
+"""Every setting of every stage, as small typed dataclasses.
+
+Defaults are the CPU profile, so every command works from an empty directory.
+A ``params.yaml`` in the working directory (or ``--params FILE``) overrides them;
+command options override both (:func:`override`).
+"""
+
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+import typing
+
+import yaml
+
+from densepose_textures.errors import InputError
+
+PARAMS_FILE = "params.yaml"
+
+
+@dataclass
+class SynthParams:
+    ids: int = 100  # identities, split half train, half test
+    images_per_id: int = 12
+    cameras: int = 4
+    seed: int = 0
+    image_size: tuple[int, int] = (128, 64)  # (H, W)
+    texture_size: int = 64  # P of the ground-truth atlas
+    jobs: int = 2
+
+
+@dataclass
+class IUVParams:
+    backend: str = "synth"  # synth | densepose | dump
+    mode: str = "box"  # box | detect (densepose backend)
+    config: str = ""  # DensePose config file (densepose backend)
+    weights: str = ""  # DensePose weights file (densepose backend)
+    dump: str = ""  # apply_net.py dump file (dump backend)
+    splits: str = "train"  # train | all
+    size: tuple[int, int] = (256, 128)  # canonical (H, W) of stored IUV
+    batch_size: int = 16
+    input_size: tuple[int, int] = (512, 256)  # crops are resized to this before DensePose (box mode)
+    chunk_size: int = 256  # images per committed chunk
+    device: str = "auto"  # auto | cpu | cuda
+
+
+@dataclass
+class TextureParams:
+    size: int = 32  # P
+    splat: str = "nearest"  # nearest | bilinear
+    fill: str = "nearest"  # in-part fill method
+    mirror: bool = True  # symmetry filling
+    mirror_file: str = ""  # DensePose UV_symmetry_transforms.mat; empty: the approximation
+    shard_size: int = 1024  # images per shard
+    chunk_size: int = 64  # images per parallel task
+    jobs: int = 2
+    parallel: str = "processes"  # processes | dask
+
+
+@dataclass
+class ModelParams:
+    backbone: str = "resnet18"  # resnet18 | resnet50
+    head: str = "embedding"  # embedding (SAN: Linear-BN-ReLU 512-d) | bnneck
+    embed_dim: int = 512
+    last_stride: int = 1
+    pretrained: str = ""  # path to ImageNet weights in torchvision's key names
+
+
+@dataclass
+class DataParams:
+    height: int = 128
+    width: int = 64
+    ids_per_batch: int = 8  # P
+    images_per_id: int = 4  # K
+    workers: int = 2
+    flip: bool = True
+    resize_crop: float = 1.125  # random resize-crop factor
+    erasing: float = 0.5  # random erasing probability
+
+
+@dataclass
+class OptimParams:
+    profile: str = "faithful"  # faithful (separate optimisers, as the paper) | joint (one optimiser)
+    lr: float = 8e-4
+    weight_decay: float = 5e-4
+    amsgrad: bool = True
+    step_size: int = 40  # epochs between lr halvings
+    gamma: float = 0.5
+    warmup_epochs: int = 2
+    warmup_lr: float = 8e-6
+    warmup_factor: float = 1.259  # per-epoch multiplier during warm-up
+    texture_lr: float = 1e-5
+    texture_betas: tuple[float, float] = (0.5, 0.999)
+
+
+@dataclass
+class LossParams:
+    label_smoothing: float = 0.1
+    triplet_margin: float = 0.3
+    texture_weight: float = 1.0
+    tr_weight: float = 1.0  # Triplet ReID constraints on decoder maps
+    tr_margin: float = 0.3
+    provenance_weights: list[float] = field(default_factory=list)  # per fill step 0..4; empty: uniform
+
+
+@dataclass
+class TrainParams:
+    model: ModelParams = field(default_factory=ModelParams)
+    data: DataParams = field(default_factory=DataParams)
+    optim: OptimParams = field(default_factory=OptimParams)
+    loss: LossParams = field(default_factory=LossParams)
+    epochs: int = 8  # main epochs, after warm-up
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "none"  # none | bf16 | fp16
+    channels_last: bool = False
+    compile: bool = False
+    checkpoint_every: int = 5
+    eval_every: int = 0  # 0: only at the end
+    picture_every: int = 5
+
+
+@dataclass
+class EvalParams:
+    metric: str = "euclidean"  # euclidean | cosine
+    normalize: bool = True
+    flip: bool = True  # mean of image and mirrored-image features
+    rerank: bool = True
+    k1: int = 20
+    k2: int = 6
+    lambda_value: float = 0.3
+    max_rank: int = 50
+    hardest: int = 8  # rank-list pictures for the N hardest queries
+    batch_size: int = 128
+
+
+@dataclass
+class Experiment:
+    name: str = "synth"
+    train: str = "synth"  # training dataset
+    test: list[str] = field(default_factory=lambda: ["synth"])
+
+
+@dataclass
+class Params:
+    synth: SynthParams = field(default_factory=SynthParams)
+    iuv: IUVParams = field(default_factory=IUVParams)
+    textures: TextureParams = field(default_factory=TextureParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    eval: EvalParams = field(default_factory=EvalParams)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    experiments: list[Experiment] = field(default_factory=lambda: [Experiment()])
+
+
+def _coerce(value, hint, where):
+    """Check and convert a YAML value to the dataclass field type ``hint``."""
+    origin = typing.get_origin(hint)
+    if is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise InputError(f"{where}: expected a mapping, got {value!r}")
+        return _from_dict(hint, value, where)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise InputError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(hint)
+        if origin is tuple:
+            if len(value) != len(args):
+                raise InputError(f"{where}: expected {len(args)} values, got {value!r}")
+            return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is str and value is None:
+        return ""
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise InputError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def _from_dict(cls, data, where):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise InputError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    return cls(**{k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()})
+
+
+def load_params(path=None):
+    """Defaults, overridden by ``path`` or, when ``path`` is None, by ./params.yaml if it exists."""
+    if path is None:
+        path = Path(PARAMS_FILE)
+        if not path.is_file():
+            return Params()
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"parameter file {path} not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise InputError(f"{path} is not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a mapping of sections at the top level")
+    return _from_dict(Params, data, "")
+
+
+def override(obj, assignments):
+    """A copy of dataclass ``obj`` with ``"a.b=value"`` assignments applied (values parsed as YAML)."""
+    for assignment in assignments:
+        key, sep, text = assignment.partition("=")
+        if not sep:
+            raise InputError(f"--set expects key=value, got {assignment!r}")
+        obj = _set(obj, key.strip().split("."), yaml.safe_load(text) if text.strip() else "", key)
+    return obj
+
+
+def _set(obj, keys, value, full_key):
+    hints = typing.get_type_hints(type(obj))
+    if keys[0] not in hints:
+        raise InputError(f"unknown setting {full_key!r}; known here: {', '.join(sorted(hints))}")
+    if len(keys) == 1:
+        return replace(obj, **{keys[0]: _coerce(value, hints[keys[0]], full_key)})
+    return replace(obj, **{keys[0]: _set(getattr(obj, keys[0]), keys[1:], value, full_key)})
+
+
+def with_options(obj, **options):
+    """A copy of dataclass ``obj`` with the command options that were given (not None)."""
+    given = {k: v for k, v in options.items() if v is not None}
+    return replace(obj, **given) if given else obj

@@ -1,0 +1,34 @@
+"""Default locations of every output, relative to the working directory (DESIGN.md)."""
+
+from pathlib import Path
+
+DATA = Path("data")
+
+
+def canonical_name(dataset, variant=None):
+    """Output name of a dataset: ``cuhk03`` is the labeled variant, named ``cuhk03_labeled``."""
+    if dataset == "cuhk03":
+        return f"cuhk03_{variant or 'labeled'}"
+    return dataset
+
+
+def raw_root(dataset):
+    """Where the dataset itself lives (or is linked): ``data/raw/<family>``."""
+    family = "cuhk03" if dataset.startswith("cuhk03") else dataset
+    return DATA / "raw" / family
+
+
+def iuv_store(dataset):
+    return DATA / "iuv" / f"{dataset}.h5"
+
+
+def texture_set(dataset):
+    return DATA / "textures" / dataset
+
+
+def model_dir(dataset, variant):
+    return DATA / "models" / dataset / variant
+
+
+def metrics_dir():
+    return DATA / "metrics"
