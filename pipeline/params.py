@@ -134,8 +134,8 @@ class EvalParams:
 
 @dataclass
 class Experiment:
-    name: str = "synth"
-    train: str = "synth"  # training dataset
+    """One training dataset (the key in ``experiments``) and the datasets it is tested on."""
+
     test: list[str] = field(default_factory=lambda: ["synth"])
 
 
@@ -147,7 +147,7 @@ class Params:
     train: TrainParams = field(default_factory=TrainParams)
     eval: EvalParams = field(default_factory=EvalParams)
     seeds: list[int] = field(default_factory=lambda: [0])
-    experiments: list[Experiment] = field(default_factory=lambda: [Experiment()])
+    experiments: dict[str, Experiment] = field(default_factory=lambda: {"synth": Experiment()})
 
 
 def _coerce(value, hint, where):
@@ -157,6 +157,11 @@ def _coerce(value, hint, where):
         if not isinstance(value, dict):
             raise InputError(f"{where}: expected a mapping, got {value!r}")
         return _from_dict(hint, value, where)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise InputError(f"{where}: expected a mapping, got {value!r}")
+        _, item = typing.get_args(hint)
+        return {str(k): _coerce(v if v is not None else {}, item, f"{where}.{k}") for k, v in value.items()}
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise InputError(f"{where}: expected a list, got {value!r}")

@@ -10,13 +10,13 @@ def test_defaults_without_a_file(tmp_path, monkeypatch):
     params = load_params()
     assert params == Params()
     assert params.train.model.backbone == "resnet18"
-    assert params.experiments[0].train == "synth"
+    assert list(params.experiments) == ["synth"] and params.experiments["synth"].test == ["synth"]
 
 
 def test_working_directory_file_overrides_defaults(tmp_path, monkeypatch):
     (tmp_path / "params.yaml").write_text(
         "textures:\n  size: 48\ntrain:\n  model:\n    backbone: resnet50\n  optim:\n    lr: 1\n"
-        "experiments:\n  - {name: m, train: market1501, test: [market1501, partial_reid]}\n"
+        "experiments:\n  market1501: {test: [market1501, partial_reid]}\n"
     )
     monkeypatch.chdir(tmp_path)
     params = load_params()
@@ -24,7 +24,7 @@ def test_working_directory_file_overrides_defaults(tmp_path, monkeypatch):
     assert params.textures.fill == Params().textures.fill
     assert params.train.model.backbone == "resnet50"
     assert params.train.optim.lr == 1.0 and isinstance(params.train.optim.lr, float)
-    assert params.experiments[0].test == ["market1501", "partial_reid"]
+    assert params.experiments["market1501"].test == ["market1501", "partial_reid"]
 
 
 def test_explicit_file(tmp_path):
