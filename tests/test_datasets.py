@@ -1,0 +1,141 @@
+"""Dataset readers on tiny trees built in each dataset's real layout and naming."""
+
+from pathlib import Path
+
+import pytest
+
+from pipeline import datasets
+from pipeline.datasets import DatasetError
+
+MARKET = {
+    "bounding_box_train": [
+        "0002_c1s1_000451_03.jpg", "0002_c2s1_000301_01.jpg", "0007_c3s3_000001_01.jpg", "0010_c6s4_002202_02.jpg",
+    ],
+    "query": [
+        "0001_c1s1_001051_00.jpg", "0003_c2s1_000151_00.jpg",
+        "0004_c5s1_000001_00.jpg",  # its only gallery image is in the same camera
+        "0005_c1s1_000001_00.jpg",  # no gallery image at all
+    ],
+    "bounding_box_test": [
+        "0001_c2s1_000001_01.jpg", "0001_c3s1_000001_01.jpg", "0003_c1s1_000001_01.jpg", "0004_c5s1_000002_01.jpg",
+        "0000_c1s1_000001_01.jpg",  # distractor: kept
+        "-1_c1s1_000001_01.jpg", "-1_c3s1_000002_01.jpg",  # junk: dropped
+    ],
+}
+
+
+def touch_tree(root, tree):
+    """Create empty files ``root/folder/name`` (readers only look at names); Thumbs.db as in the real sets."""
+    root = Path(root)
+    for folder, files in tree.items():
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        (root / folder / "Thumbs.db").write_bytes(b"")
+        for name in files:
+            (root / folder / name).write_bytes(b"")
+    return root
+
+
+def make_market(root):
+    return touch_tree(root, MARKET)
+
+
+def ids(items):
+    return sorted({pid for _, pid, _ in items})
+
+
+def test_names_include_every_family():
+    assert {"market1501", "synth"} <= set(datasets.names())
+
+
+def test_market1501_counts_relabel_junk_distractors(tmp_path):
+    root = make_market(tmp_path / "market1501")
+    ds = datasets.load("market1501", root)
+    assert ds.name == "market1501" and ds.root == root
+    assert (ds.num_train_pids, ds.num_train_imgs, ds.num_train_cams) == (3, 4, 4)
+    assert (ds.num_query_pids, ds.num_query_imgs, ds.num_query_cams) == (4, 4, 3)
+    assert (ds.num_gallery_pids, ds.num_gallery_imgs, ds.num_gallery_cams) == (4, 5, 4)
+    assert sorted(ds.train) == [
+        ("bounding_box_train/0002_c1s1_000451_03.jpg", 0, 0),
+        ("bounding_box_train/0002_c2s1_000301_01.jpg", 0, 1),
+        ("bounding_box_train/0007_c3s3_000001_01.jpg", 1, 2),
+        ("bounding_box_train/0010_c6s4_002202_02.jpg", 2, 5),
+    ]
+    assert ids(ds.query) == [1, 3, 4, 5]
+    assert ids(ds.gallery) == [0, 1, 3, 4]
+    assert ("bounding_box_test/0000_c1s1_000001_01.jpg", 0, 0) in ds.gallery
+    assert not any("-1_" in path for path, _, _ in ds.gallery)
+    assert ds.split("query") is ds.query
+    assert all((root / path).is_file() for split in datasets.SPLITS for path, _, _ in ds.split(split))
+
+
+def test_market1501_found_one_level_down(tmp_path):
+    make_market(tmp_path / "market1501" / "Market-1501-v15.09.15")
+    ds = datasets.load("market1501", tmp_path / "market1501")
+    assert ds.root == tmp_path / "market1501" / "Market-1501-v15.09.15"
+    assert ds.num_train_imgs == 4
+
+
+def test_unmatched_queries_and_same_camera_rule(tmp_path):
+    ds = datasets.load("market1501", make_market(tmp_path / "m"))
+    no_id, same_camera = ds.unmatched_queries()
+    assert [pid for _, pid, _ in no_id] == [5]
+    assert [pid for _, pid, _ in same_camera] == [4]
+
+
+def test_table_lists_every_split(tmp_path):
+    table = datasets.load("market1501", make_market(tmp_path / "m")).table()
+    lines = table.splitlines()
+    assert lines[2].split("|") == ["  train   ", "      3 ", "        4 ", "         4"]
+    assert [line.split()[0] for line in lines[2:]] == ["train", "query", "gallery"]
+
+
+def test_synth_reads_market_layout(tmp_path):
+    root = touch_tree(tmp_path / "synth", {
+        "bounding_box_train": ["0001_c1s1_000000_00.jpg", "0001_c4s1_000001_00.jpg", "0003_c2s1_000002_00.jpg"],
+        "query": ["0051_c1s1_000000_00.jpg"],
+        "bounding_box_test": ["0051_c2s1_000001_00.jpg", "0051_c3s1_000002_00.jpg"],
+    })
+    ds = datasets.load("synth", root)
+    assert sorted(ds.train) == [
+        ("bounding_box_train/0001_c1s1_000000_00.jpg", 0, 0),
+        ("bounding_box_train/0001_c4s1_000001_00.jpg", 0, 3),
+        ("bounding_box_train/0003_c2s1_000002_00.jpg", 1, 1),
+    ]
+    assert ds.query == [("query/0051_c1s1_000000_00.jpg", 51, 0)]
+    assert ds.unmatched_queries() == ([], [])
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("missing", "does not exist"),
+    ("layout", "expected bounding_box_train, query, bounding_box_test"),
+    ("camera", "camera 7 of"),
+    ("name", "does not match the expected name pattern"),
+])
+def test_market1501_bad_input(tmp_path, problem, message):
+    root = tmp_path / "market1501"
+    if problem != "missing":
+        make_market(root)
+    if problem == "layout":
+        (root / "query").rename(root / "queries")
+    if problem == "camera":
+        (root / "query" / "0001_c7s1_000001_00.jpg").write_bytes(b"")
+    if problem == "name":
+        (root / "bounding_box_test" / "person_1.jpg").write_bytes(b"")
+    with pytest.raises(DatasetError, match=message) as err:
+        datasets.load("market1501", root)
+    assert str(root) in str(err.value)
+
+
+def test_unknown_name_and_option(tmp_path):
+    with pytest.raises(DatasetError, match="unknown dataset 'market'.*market1501"):
+        datasets.load("market", tmp_path)
+    with pytest.raises(DatasetError, match="unknown option.*variant"):
+        datasets.load("market1501", make_market(tmp_path / "m"), variant="detected")
+
+
+def test_default_root_is_data_raw(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_market(tmp_path / "data" / "raw" / "market1501")
+    assert datasets.load("market1501").root == Path("data/raw/market1501")
+    with pytest.raises(DatasetError, match="data/raw/synth does not exist"):
+        datasets.load("synth")
