@@ -1,0 +1,403 @@
+"""HDF5 texture sets: a directory of shards ``shard-00000.h5``, ... and an index ``index.h5``.
+
+Each shard holds, for consecutive records, ``texture`` (N, 24, P, P, 3) uint8,
+``observed`` (N, 24, P, P) uint8, ``provenance`` (N, 24, P, P) uint8 (fill step of
+each texel, :data:`PROVENANCE`), ``key``, ``pid``, ``camid``; one image per chunk,
+gzip level 1. The index holds the set attributes, every record's key, pid, camid,
+the shard each record lives in, each shard's byte size (a truncated or missing
+shard is refused), and ``mirror_index`` (24, P, P), the flat texel index of each
+texel's left/right mirror, so readers can flip targets without the .mat file.
+
+A set is written by :class:`TextureSetWriter` into a sibling work directory
+``<set>.partial``: every shard goes to a temporary name and is renamed when
+complete, so a killed run leaves finished shards behind and resumes from them;
+when all shards are written the index is added and the work directory is
+renamed to the set's name. Nothing is ever opened for writing in place.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .errors import InputError
+from .parts import NUM_PARTS
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+INDEX_FILE = "index.h5"
+SETTINGS_FILE = "settings.json"
+PARTIAL_SUFFIX = ".partial"
+
+# Provenance codes: which fill step set each texel.
+OBSERVED, MIRROR, IN_PART, RELATED_PART, MEAN_COLOUR, NO_PERSON = 0, 1, 2, 3, 4, 255
+PROVENANCE = {
+    OBSERVED: "observed",
+    MIRROR: "mirror",
+    IN_PART: "in-part",
+    RELATED_PART: "related part",
+    MEAN_COLOUR: "mean colour",
+    NO_PERSON: "no person",
+}
+
+_COMPRESSION = dict(compression="gzip", compression_opts=1)
+
+
+def shard_name(number):
+    return f"shard-{number:05d}.h5"
+
+
+def partial_dir(path):
+    """Work-in-progress directory of the set at ``path`` (a sibling, outside the DVC output)."""
+    path = Path(path)
+    return path.with_name(path.name + PARTIAL_SUFFIX)
+
+
+def plain_attrs(attrs):
+    """HDF5 attributes as plain Python values (str, int, float, bool), sorted by name."""
+    out = {}
+    for name in sorted(attrs):
+        value = attrs[name]
+        if isinstance(value, bytes):
+            value = value.decode()
+        elif isinstance(value, np.generic):
+            value = value.item()
+        elif isinstance(value, np.ndarray):
+            value = value.tolist()
+        out[name] = value
+    return out
+
+
+def list_digest(keys, pids, camids):
+    """Digest of an image list (keys with their pid and camid), independent of where it lives."""
+    h = hashlib.sha256()
+    for key, pid, camid in zip(keys, pids, camids):
+        h.update(f"{key}\t{int(pid)}\t{int(camid)}\n".encode())
+    return h.hexdigest()[:16]
+
+
+class MissingKey(InputError, KeyError):
+    """A key that is not in the set."""
+
+    def __str__(self):
+        return InputError.__str__(self)
+
+
+class TextureSet:
+    """Read-only random access to a texture set, by index (``ts[i]``) and by key (``ts.get(key)``).
+
+    The index is read when the set is opened (and shards checked for presence and size);
+    shard files are opened lazily, once per process, so the object can be pickled and handed
+    to DataLoader workers before or after first use.
+    """
+
+    def __init__(self, path):
+        path = Path(path)
+        if path.name == INDEX_FILE and path.is_file():
+            path = path.parent
+        self.path = path
+        index = path / INDEX_FILE
+        if not index.is_file():
+            hint = " (an interrupted build: rerun gen-textures to finish it)" if partial_dir(path).is_dir() else ""
+            raise InputError(
+                f"{path} is not a texture set: {index} is missing{hint}; build it with `sanreid gen-textures` "
+                "or copy / `dvc pull` the whole directory"
+            )
+        try:
+            with h5py.File(index, "r") as f:
+                self.attrs = plain_attrs(f.attrs)
+                self.keys = [k.decode() if isinstance(k, bytes) else k for k in f["key"][()]]
+                self.pids = f["pid"][()].astype(np.int64)
+                self.camids = f["camid"][()].astype(np.int64)
+                self.found = f["found"][()].astype(bool)
+                self.mirror_index = f["mirror_index"][()].astype(np.int64)
+                self._shard_of = f["shard"][()].astype(np.int64)
+                self._row_of = f["row"][()].astype(np.int64)
+                self._shard_files = [s.decode() if isinstance(s, bytes) else s for s in f["shard_files"][()]]
+                shard_bytes = f["shard_bytes"][()].astype(np.int64)
+        except (OSError, KeyError) as err:
+            raise InputError(f"texture set index {index} is unreadable or incomplete ({err}): rebuild or re-copy it") from err
+        if self.attrs.get("format_version") != FORMAT_VERSION:
+            raise InputError(
+                f"{path} has texture-set format {self.attrs.get('format_version')}, this software reads "
+                f"format {FORMAT_VERSION}: rebuild it with `sanreid gen-textures --force`"
+            )
+        for name, size in zip(self._shard_files, shard_bytes):
+            shard = path / name
+            if not shard.is_file():
+                raise InputError(f"texture set {path}: shard {shard} is missing; copy or `dvc pull` it again")
+            if shard.stat().st_size != size:
+                raise InputError(
+                    f"texture set {path}: shard {shard} has {shard.stat().st_size} bytes, the index says {size} "
+                    "(truncated or replaced); copy or `dvc pull` it again"
+                )
+        self.size = int(self.attrs["size"])
+        self._positions = {k: i for i, k in enumerate(self.keys)}
+        self._files = {}
+        self._pid = None
+
+    def __len__(self):
+        return len(self.keys)
+
+    def __repr__(self):
+        return f"TextureSet({str(self.path)!r}, n={len(self)}, P={self.size})"
+
+    def index(self, key):
+        try:
+            return self._positions[key]
+        except KeyError:
+            raise MissingKey(f"{key!r} is not in texture set {self.path}") from None
+
+    def get(self, key):
+        return self[self.index(key)]
+
+    def _shard(self, number):
+        if self._pid != os.getpid():  # first use in this process (or after a fork): own handles
+            self._files, self._pid = {}, os.getpid()
+        f = self._files.get(number)
+        if f is None:
+            name = self.path / self._shard_files[number]
+            try:
+                f = h5py.File(name, "r")
+            except OSError as err:
+                raise InputError(f"texture shard {name} cannot be read ({err}): copy or `dvc pull` it again") from err
+            self._files[number] = f
+        return f
+
+    def __getitem__(self, i):
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"record {i} out of range for a texture set of {n}")
+        i = int(i) % n
+        number, row = self._shard_of[i], self._row_of[i]
+        f = self._shard(number)
+        try:
+            return {
+                "texture": f["texture"][row],
+                "observed": f["observed"][row],
+                "provenance": f["provenance"][row],
+                "key": self.keys[i],
+                "pid": int(self.pids[i]),
+                "camid": int(self.camids[i]),
+            }
+        except OSError as err:
+            raise InputError(f"texture shard {f.filename} is damaged ({err}): copy or `dvc pull` it again") from err
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def close(self):
+        for f in self._files.values():
+            f.close()
+        self._files = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_files"], state["_pid"] = {}, None
+        return state
+
+
+class _ShardFile:
+    """One shard being written under a temporary name; :meth:`close` renames it into place."""
+
+    def __init__(self, path, first, count, size, attrs):
+        self.path, self.first, self.count = Path(path), first, count
+        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self.file = h5py.File(self.tmp, "w")
+        for name, value in attrs.items():
+            self.file.attrs[name] = value
+        self.file.attrs["first_record"] = first
+        shape = (NUM_PARTS, size, size)
+        self.texture = self._dataset("texture", count, shape + (3,))
+        self.observed = self._dataset("observed", count, shape)
+        self.provenance = self._dataset("provenance", count, shape)
+        self.written = 0
+
+    def _dataset(self, name, count, record_shape):
+        """(count, *record_shape) uint8, one record per chunk, gzip 1 (an empty one stays resizable)."""
+        maxshape = (count if count else None,) + record_shape
+        return self.file.create_dataset(name, (count,) + record_shape, np.uint8, chunks=(1,) + record_shape,
+                                        maxshape=maxshape, **_COMPRESSION)
+
+    def write(self, texture, observed, provenance):
+        row = self.written
+        self.texture[row] = texture
+        self.observed[row] = observed
+        self.provenance[row] = provenance
+        self.written += 1
+
+    def close(self, keys, pids, camids):
+        self.file.create_dataset("key", data=np.array(keys, dtype=object), dtype=h5py.string_dtype())
+        self.file.create_dataset("pid", data=np.asarray(pids, dtype=np.int64))
+        self.file.create_dataset("camid", data=np.asarray(camids, dtype=np.int64))
+        self.file.close()
+        os.replace(self.tmp, self.path)
+
+    def abandon(self):
+        self.file.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+class TextureSetWriter:
+    """Writes a texture set, resumably; records may arrive in any order, they are written in order.
+
+    ``attrs`` is everything that determines the set's content. A work directory
+    ``<path>.partial`` left by an interrupted run with the same attrs, image list and shard
+    size is resumed (its finished shards are kept); any other is started afresh.
+    :attr:`todo` lists the record indices still to compute; pass each to :meth:`put`.
+    """
+
+    def __init__(self, path, keys, pids, camids, *, size, attrs, mirror_index, shard_size=1024):
+        self.path = Path(path)
+        self.keys = list(keys)
+        self.pids = np.asarray(pids, dtype=np.int64)
+        self.camids = np.asarray(camids, dtype=np.int64)
+        if not (len(self.keys) == len(self.pids) == len(self.camids)):
+            raise ValueError("keys, pids and camids must have the same length")
+        if len(set(self.keys)) != len(self.keys):
+            raise InputError("the image list of a texture set has duplicate keys")
+        self.size = int(size)
+        self.mirror_index = np.asarray(mirror_index, dtype=np.int64)
+        if self.mirror_index.shape != (NUM_PARTS, size, size):
+            raise ValueError(f"mirror_index must be (24, {size}, {size}), got {self.mirror_index.shape}")
+        self.shard_size = int(shard_size)
+        self.attrs = dict(attrs)
+        self.attrs.update(format_version=FORMAT_VERSION, size=self.size, records=len(self.keys),
+                          image_list_digest=list_digest(self.keys, self.pids, self.camids))
+        self.work = partial_dir(self.path)
+        n = len(self.keys)
+        self.bounds = [(s, min(s + self.shard_size, n)) for s in range(0, n, self.shard_size)] or [(0, 0)]
+        self._found = np.zeros(n, dtype=bool)
+        self._prepare_work_dir()
+        self.todo = [i for k, (a, b) in enumerate(self.bounds) if k not in self._done for i in range(a, b)]
+        self._pending = {}
+        self._next = 0  # position in self.todo of the next record to write
+        self._open = None
+
+    # -- work directory -------------------------------------------------------------------------
+    def _settings(self):
+        return {"attrs": self.attrs, "shard_size": self.shard_size, "mirror_index_digest":
+                hashlib.sha256(self.mirror_index.tobytes()).hexdigest()[:16]}
+
+    def _prepare_work_dir(self):
+        settings = self._settings()
+        settings_file = self.work / SETTINGS_FILE
+        self._done = set()
+        if self.work.is_dir():
+            try:
+                previous = json.loads(settings_file.read_text())
+            except (OSError, ValueError):
+                previous = None
+            if previous == json.loads(json.dumps(settings)):
+                for k in range(len(self.bounds)):
+                    shard = self.work / shard_name(k)
+                    if shard.is_file():
+                        self._done.add(k)
+                        with h5py.File(shard, "r") as f:
+                            provenance = f["provenance"][()]
+                        a, b = self.bounds[k]
+                        self._found[a:b] = (provenance.reshape(b - a, -1) != NO_PERSON).any(axis=1)
+                log.info("resuming %s: %d of %d shards already written", self.work, len(self._done), len(self.bounds))
+            else:
+                log.info("discarding work in progress %s: it was started with other settings", self.work)
+                shutil.rmtree(self.work)
+        if not self.work.is_dir():
+            self.work.mkdir(parents=True)
+            tmp = settings_file.with_name(SETTINGS_FILE + ".tmp")
+            tmp.write_text(json.dumps(settings, indent=1, sort_keys=True))
+            os.replace(tmp, settings_file)
+        for stale in self.work.glob("*.tmp"):
+            stale.unlink()
+
+    # -- records --------------------------------------------------------------------------------
+    def put(self, index, texture, observed, provenance):
+        """Hand over record ``index`` (any order); written as soon as all before it are."""
+        self._pending[int(index)] = (texture, observed, provenance)
+        while self._next < len(self.todo) and self.todo[self._next] in self._pending:
+            i = self.todo[self._next]
+            self._write(i, *self._pending.pop(i))
+            self._next += 1
+
+    def _write(self, i, texture, observed, provenance):
+        number = i // self.shard_size
+        if self._open is None:
+            first, last = self.bounds[number]
+            self._open = _ShardFile(self.work / shard_name(number), first, last - first, self.size, self.attrs)
+        self._open.write(texture, observed, provenance)
+        self._found[i] = bool(np.any(np.asarray(provenance) != NO_PERSON))
+        if self._open.written == self._open.count:
+            a, b = self.bounds[number]
+            self._open.close(self.keys[a:b], self.pids[a:b], self.camids[a:b])
+            self._open = None
+
+    @property
+    def complete(self):
+        return self._next == len(self.todo)
+
+    def finish(self, replace=False):
+        """Write the index and move the finished set to its path (replacing an old one if ``replace``)."""
+        if not self.complete:
+            raise RuntimeError(f"{len(self.todo) - self._next} records were never handed to the writer")
+        if self.path.exists() and not replace:
+            raise InputError(f"{self.path} already exists: remove it or rebuild with --force")
+        if self.bounds == [(0, 0)]:
+            _ShardFile(self.work / shard_name(0), 0, 0, self.size, self.attrs).close([], [], [])
+        files = [shard_name(k) for k in range(len(self.bounds))]
+        shard_of = np.concatenate([np.full(b - a, k) for k, (a, b) in enumerate(self.bounds)]).astype(np.int32)
+        row_of = np.concatenate([np.arange(b - a) for a, b in self.bounds]).astype(np.int32)
+        tmp = self.work / (INDEX_FILE + ".tmp")
+        with h5py.File(tmp, "w") as f:
+            for name, value in self.attrs.items():
+                f.attrs[name] = value
+            f.create_dataset("key", data=np.array(self.keys, dtype=object), dtype=h5py.string_dtype())
+            f.create_dataset("pid", data=self.pids)
+            f.create_dataset("camid", data=self.camids)
+            f.create_dataset("found", data=self._found)
+            f.create_dataset("shard", data=shard_of)
+            f.create_dataset("row", data=row_of)
+            f.create_dataset("shard_files", data=np.array(files, dtype=object), dtype=h5py.string_dtype())
+            f.create_dataset("shard_bytes", data=np.array([(self.work / s).stat().st_size for s in files], np.int64))
+            f.create_dataset("mirror_index", data=self.mirror_index)
+        os.replace(tmp, self.work / INDEX_FILE)
+        (self.work / SETTINGS_FILE).unlink()
+        old = None
+        if self.path.exists():
+            old = self.path.with_name(self.path.name + ".old")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(self.path, old)
+        os.replace(self.work, self.path)
+        if old is not None:
+            shutil.rmtree(old)
+        log.info("wrote texture set %s (%d records, %d shards)", self.path, len(self.keys), len(files))
+        return self.path
+
+    def abandon(self):
+        """Close an open shard without keeping it (finished shards stay for a resume)."""
+        if self._open is not None:
+            self._open.abandon()
+            self._open = None
+
+
+def write_texture_set(path, textures, observed, provenance, keys, pids, camids, *, mirror_index,
+                      attrs=None, shard_size=1024, replace=False):
+    """Write a whole set from arrays in memory (tests, small tools). Returns the set's path."""
+    textures = np.asarray(textures, dtype=np.uint8)
+    size = textures.shape[2] if textures.ndim == 5 else int(np.asarray(mirror_index).shape[-1])
+    writer = TextureSetWriter(path, keys, pids, camids, size=size, attrs=attrs or {},
+                              mirror_index=mirror_index, shard_size=shard_size)
+    for i in writer.todo:
+        writer.put(i, textures[i], observed[i], provenance[i])
+    return writer.finish(replace=replace)
