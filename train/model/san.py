@@ -1,0 +1,59 @@
+"""SAN: SA-Enc (the inference network) and, for training only, SA-Dec."""
+
+from torch import nn
+
+from densepose_textures.errors import InputError
+
+from .decoder import Decoder
+from .encoder import Encoder
+from .resnet import load_pretrained
+
+
+class SAN(nn.Module):
+    """SA-Enc + optional SA-Dec.
+
+    ``texture_size=None`` builds no decoder (the ``baseline`` variant); otherwise
+    ``texture_size`` is the atlas patch size P and the decoder predicts a
+    (3, 6P, 4P) atlas image. ``pretrained`` is a path to torchvision ImageNet
+    weights for the backbone ("" for none).
+
+    ``forward(x)``: in train mode a dict with ``feat`` (B, D) triplet feature,
+    ``logits`` (B, num_classes) and, with a decoder, ``texture`` (B, 3, 6P, 4P)
+    and ``dec_maps`` (the four up-block outputs); in eval mode the encoder's
+    retrieval features (B, D) only. ``model_args`` rebuilds the model
+    (``SAN(**model.model_args)``) and goes into checkpoints.
+    """
+
+    def __init__(self, num_classes, backbone="resnet18", head="embedding", embed_dim=512, last_stride=1,
+                 texture_size=None, pretrained=""):
+        super().__init__()
+        self.model_args = dict(num_classes=num_classes, backbone=backbone, head=head, embed_dim=embed_dim,
+                               last_stride=last_stride, texture_size=texture_size)
+        self.encoder = Encoder(num_classes, backbone, head, embed_dim, last_stride)
+        if pretrained:
+            load_pretrained(self.encoder.backbone, pretrained)
+        if texture_size is None:
+            self.decoder = None
+        else:
+            if not isinstance(texture_size, int) or texture_size < 1:
+                raise InputError(f"texture_size must be a positive int (the atlas patch size P), got {texture_size!r}")
+            self.decoder = Decoder(self.encoder.backbone.stage_channels, texture_size)
+
+    @property
+    def feature_dim(self):
+        return self.encoder.feature_dim
+
+    def forward(self, x):
+        if not self.training:
+            return self.encoder(x)
+        stages, feat, logits = self.encoder.forward_stages(x)
+        out = {"feat": feat, "logits": logits}
+        if self.decoder is not None:
+            out["texture"], out["dec_maps"] = self.decoder(stages)
+        return out
+
+    def predict_texture(self, x):
+        """(B, 3, H, W) -> predicted atlas image (B, 3, 6P, 4P) in [-1, 1] scale, in either mode (for pictures)."""
+        if self.decoder is None:
+            raise InputError("this model has no decoder (baseline variant): it predicts no texture")
+        return self.decoder(self.encoder.backbone.forward_stages(x))[0]
