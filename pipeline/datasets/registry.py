@@ -58,6 +58,10 @@ def load(name, root=None, **options):
     """
     e = entry(name)
     options = {k: v for k, v in options.items() if v is not None}
+    for key, value in e.fixed.items():
+        given = options.pop(key, value)
+        if given != value:
+            raise DatasetError(f"{name} means {key}={value!r}; got {key}={given!r}")
     allowed = reader_options(name)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
