@@ -40,6 +40,7 @@ class IUVParams:
     input_size: tuple[int, int] = (512, 256)  # crops are resized to this before DensePose (box mode)
     chunk_size: int = 256  # images per committed chunk
     device: str = "auto"  # auto | cpu | cuda
+    workers: int = 2  # threads decoding images ahead of the backend
 
 
 @dataclass
