@@ -57,10 +57,11 @@ def locate(root, variant):
 def read_protocol(path):
     """The fields of a new-protocol .mat file as flat arrays (indices made 0-based)."""
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
     try:
         mat = loadmat(str(path))
-    except (OSError, ValueError, TypeError, NotImplementedError) as err:
+    except (MatReadError, OSError, ValueError, TypeError, NotImplementedError) as err:
         raise DatasetError(f"cuhk03: cannot read split file {path} ({err}); expected a MATLAB v5 .mat") from err
     missing = [f for f in FIELDS if f not in mat]
     if missing:
