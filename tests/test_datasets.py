@@ -110,6 +110,7 @@ def test_synth_reads_market_layout(tmp_path):
     ("layout", "expected bounding_box_train, query, bounding_box_test"),
     ("camera", "camera 7 of"),
     ("name", "does not match the expected name pattern"),
+    ("pid", "does not match the expected name pattern"),
 ])
 def test_market1501_bad_input(tmp_path, problem, message):
     root = tmp_path / "market1501"
@@ -121,6 +122,8 @@ def test_market1501_bad_input(tmp_path, problem, message):
         (root / "query" / "0001_c7s1_000001_00.jpg").write_bytes(b"")
     if problem == "name":
         (root / "bounding_box_test" / "person_1.jpg").write_bytes(b"")
+    if problem == "pid":
+        (root / "bounding_box_test" / "12-3_c1s1_000001_01.jpg").write_bytes(b"")
     with pytest.raises(DatasetError, match=message) as err:
         datasets.load("market1501", root)
     assert str(root) in str(err.value)
@@ -204,12 +207,12 @@ def test_partial_ilids(tmp_path):
 
 def test_custom_market_named_tree(tmp_path):
     root = touch_tree(tmp_path / "mine", {
-        "bounding_box_train": ["0100_c1_a.jpg", "0200_c9_b.jpg"],
+        "bounding_box_train": ["0100_c1_a.jpg", "0200_c12_b.jpg"],
         "query": ["0300_c2_c.jpg"],
         "bounding_box_test": ["0300_c3_d.jpg", "0000_c3_e.jpg", "-1_c3_f.jpg"],
     })
     ds = datasets.load("custom", root)
-    assert sorted(ds.train) == [("bounding_box_train/0100_c1_a.jpg", 0, 0), ("bounding_box_train/0200_c9_b.jpg", 1, 8)]
+    assert sorted(ds.train) == [("bounding_box_train/0100_c1_a.jpg", 0, 0), ("bounding_box_train/0200_c12_b.jpg", 1, 11)]
     assert sorted(ds.gallery) == [("bounding_box_test/0000_c3_e.jpg", 0, 2), ("bounding_box_test/0300_c3_d.jpg", 300, 2)]
 
 

@@ -130,12 +130,13 @@ def parse_folder(root, folder, pattern, cameras, *, name, distractors):
     items, dropped = [], 0
     for path in list_images(root / folder):
         match = regex.search(path.name)
-        if match is None:
+        try:
+            pid, cam = int(match.group(1)), int(match.group(2))
+        except (AttributeError, ValueError):  # no match, or a pid like "12-3"
             raise DatasetError(
                 f"{name}: file {path} does not match the expected name pattern {pattern!r} "
                 "(for example 0002_c1s1_000451_03.jpg)"
-            )
-        pid, cam = int(match.group(1)), int(match.group(2))
+            ) from None
         if pid == -1 or (pid == 0 and not distractors):
             dropped += 1
             continue

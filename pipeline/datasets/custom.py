@@ -2,7 +2,7 @@
 
 1. A folder tree in Market-1501 layout and naming (``bounding_box_train/``,
    ``bounding_box_test/``, ``query/``, names ``<pid>_c<camera>...jpg``, camera
-   1-based, one digit); pid -1 is junk (dropped), pid 0 a gallery distractor.
+   1-based); pid -1 is junk (dropped), pid 0 a gallery distractor.
 2. A CSV file with the header ``path,pid,camid,split``: ``path`` relative to the
    CSV's folder, ``pid`` an integer (-1: junk, dropped), ``camid`` a 0-based
    integer, ``split`` one of train, query, gallery. Give the CSV as the root, or
@@ -15,7 +15,7 @@ import csv
 from pathlib import Path
 
 from .base import SPLITS, DatasetError, ReidDataset, check_files_exist, relabel
-from .market1501 import FOLDERS, read_market_layout
+from .market1501 import FOLDERS, OPEN_PATTERN, read_market_layout
 from .registry import register
 
 CSV_NAME = "dataset.csv"
@@ -73,4 +73,4 @@ def custom(root):
             f"custom: {root} holds neither {CSV_NAME} (columns {','.join(HEADER)}) nor the "
             f"Market-1501 folders {', '.join(FOLDERS.values())}"
         )
-    return read_market_layout(root, "custom", cameras=None)
+    return read_market_layout(root, "custom", cameras=None, pattern=OPEN_PATTERN)

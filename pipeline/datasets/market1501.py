@@ -17,6 +17,7 @@ from .base import ReidDataset, find_root, parse_folder, relabel
 from .registry import register
 
 PATTERN = r"^([-\d]+)_c(\d)"
+OPEN_PATTERN = r"^([-\d]+)_c(\d+)"  # any number of cameras: synth, custom
 FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 
 

@@ -9,11 +9,11 @@ Layout (Market-1501 naming, ``PPPP_cCsS_FFFFFF_NN.jpg``)::
     textures.h5          (ground-truth atlas per identity)
 """
 
-from .market1501 import read_market_layout
+from .market1501 import OPEN_PATTERN, read_market_layout
 from .registry import register
 
 
 @register("synth")
 def synth(root):
     """Synthetic people rendered by ``sanreid synth`` (Market-1501 layout)."""
-    return read_market_layout(root, "synth", cameras=None)
+    return read_market_layout(root, "synth", cameras=None, pattern=OPEN_PATTERN)
