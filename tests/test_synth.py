@@ -1,0 +1,154 @@
+"""The synthetic renderer: the IUV/atlas convention, the exact mirror map, the dataset contract."""
+
+import numpy as np
+import pytest
+
+from densepose_textures.atlas import uv_to_texel
+from densepose_textures.errors import InputError
+from densepose_textures.imageio import read_iuv, read_rgb
+from densepose_textures.parts import MIRROR_PART, NUM_PARTS
+from densepose_textures.synth import body_mirror_map, iuv_path, read_truth, write_dataset
+from densepose_textures.synth.body import walking_pose
+from densepose_textures.synth.identity import make_identity
+from densepose_textures.synth.render import mirror_scene, place, render_person
+
+
+def _scene(seed, size=(128, 64), texture_size=64):
+    rng = np.random.default_rng(seed)
+    ident = make_identity(seed, seed, texture_size)
+    pose = walking_pose(rng, yaw=rng.uniform(-np.pi, np.pi), pitch=rng.uniform(0.0, 0.3))
+    placement, _ = place(ident.shape, pose, size, rng)
+    return ident, pose, placement
+
+
+@pytest.mark.parametrize("size,texture_size", [((128, 64), 64), ((256, 128), 32), ((96, 48), 256)])
+def test_body_pixel_colour_is_the_texel_its_iuv_names(size, texture_size):
+    views = 0
+    for seed in range(6):
+        ident, pose, placement = _scene(seed, size, texture_size)
+        person = render_person(ident.shape, pose, ident.texture, size, placement)
+        iuv = person.iuv
+        fg = iuv[..., 0] > 0
+        assert fg.sum() > 0.1 * fg.size
+        part = iuv[..., 0][fg].astype(np.int64)
+        row, col = uv_to_texel(iuv[..., 1][fg] / 255.0, iuv[..., 2][fg] / 255.0, texture_size)
+        np.testing.assert_array_equal(person.clean[fg], ident.texture[part - 1, row, col])
+        assert (person.clean[~fg] == 0).all() and (iuv[~fg] == 0).all()
+        views += len(np.unique(part))
+    assert views >= 6 * 12  # every view shows many parts
+
+
+def test_all_parts_appear_and_charts_cover_their_patch():
+    seen = np.zeros((NUM_PARTS, 8, 8), dtype=bool)
+    for seed in range(40):
+        ident, pose, placement = _scene(seed, (256, 128))
+        iuv = render_person(ident.shape, pose, ident.texture, (256, 128), placement).iuv
+        fg = iuv[..., 0] > 0
+        row, col = uv_to_texel(iuv[..., 1][fg] / 255.0, iuv[..., 2][fg] / 255.0, 8)
+        seen[iuv[..., 0][fg].astype(int) - 1, row, col] = True
+    coverage = seen.mean(axis=(1, 2))
+    assert (coverage > 0.5).all(), coverage  # each chart spans most of its patch, no part missing
+
+
+def test_mirror_map_is_an_exact_involution():
+    mirror = body_mirror_map()
+    assert mirror.source == "synthetic" and mirror.exact
+    for p in (2, 16, 32, 64, 100, 256):  # tolerance: none, for every P <= 256 (no rounding ties)
+        index = mirror.texel_index(p).reshape(-1)
+        np.testing.assert_array_equal(index[index], np.arange(index.size))
+    parts = np.repeat(np.arange(1, NUM_PARTS + 1), 256)
+    u = np.tile(np.arange(256) / 255.0, NUM_PARTS)
+    v = np.random.default_rng(0).integers(0, 256, parts.size) / 255.0
+    mp, mu, mv = mirror.map_uv(parts, u, v)
+    np.testing.assert_array_equal(mp, MIRROR_PART[parts])
+    back = mirror.map_uv(mp, mu, mv)
+    np.testing.assert_array_equal(back[0], parts)
+    np.testing.assert_allclose(back[1], u, atol=1e-6)
+    np.testing.assert_allclose(back[2], v, atol=1e-6)
+
+
+def test_mirrored_pose_with_flipped_atlas_renders_the_flipped_image():
+    mirror = body_mirror_map()
+    for seed in range(8):
+        ident, pose, placement = _scene(seed)
+        a = render_person(ident.shape, pose, ident.texture, (128, 64), placement)
+        m_pose, m_place = mirror_scene(pose, placement)
+        b = render_person(ident.shape, m_pose, mirror.flip_atlas(ident.texture), (128, 64), m_place)
+        flipped_iuv, flipped = b.iuv[:, ::-1], b.clean[:, ::-1]
+        fg = a.iuv[..., 0] > 0
+        np.testing.assert_array_equal(flipped_iuv[..., 0], MIRROR_PART[a.iuv[..., 0]])
+        _, mu, mv = mirror.map_uv(np.maximum(a.iuv[..., 0], 1), a.iuv[..., 1] / 255.0, a.iuv[..., 2] / 255.0)
+        np.testing.assert_array_equal(flipped_iuv[..., 1][fg], np.rint(mu * 255)[fg])
+        np.testing.assert_array_equal(flipped_iuv[..., 2][fg], np.rint(mv * 255)[fg])
+        np.testing.assert_array_equal(flipped, a.clean)
+
+
+def test_dataset_layout_and_contract(synth_root):
+    import pipeline.datasets as datasets
+
+    ds = datasets.load("synth", synth_root)
+    assert ds.num_train_pids == 4 and ds.num_train_imgs == 16
+    assert len(ds.query) + len(ds.gallery) == 16
+    gallery = {(pid, cam) for _, pid, cam in ds.gallery}
+    for _, pid, cam in ds.query:
+        assert any(p == pid and c != cam for p, c in gallery), "query id missing from other cameras"
+    test_cams = {}
+    for _, pid, cam in ds.query + ds.gallery:
+        test_cams.setdefault(pid, set()).add(cam)
+    assert all(len(c) >= 2 for c in test_cams.values())
+    truth, mirror = read_truth(synth_root)
+    assert sorted(truth) == list(range(1, 9)) and mirror.exact
+    assert all(t.shape == (24, 32, 32, 3) and t.dtype == np.uint8 for t in truth.values())
+    for key, pid, _ in ds.train[:4] + ds.query + ds.gallery[:4]:
+        image, iuv = read_rgb(synth_root / key), read_iuv(iuv_path(synth_root, key))
+        assert image.shape == iuv.shape == (128, 64, 3)
+        assert iuv[..., 0].max() <= NUM_PARTS and (iuv[..., 0] > 0).mean() > 0.05
+
+
+def test_written_images_show_the_true_texture_where_the_iuv_says(synth_root):
+    import pipeline.datasets as datasets
+
+    ds = datasets.load("synth", synth_root)
+    truth, _ = read_truth(synth_root)
+    for key, _, _ in ds.query + ds.gallery:
+        pid = int(key.split("/")[-1].split("_")[0])
+        image, iuv = read_rgb(synth_root / key).astype(float), read_iuv(iuv_path(synth_root, key))
+        fg = iuv[..., 0] > 0
+        row, col = uv_to_texel(iuv[..., 1][fg] / 255.0, iuv[..., 2][fg] / 255.0, 32)
+        texel = truth[pid][iuv[..., 0][fg].astype(int) - 1, row, col].astype(float)
+        corr = np.corrcoef(texel.ravel(), image[fg].ravel())[0, 1]
+        assert corr > 0.6, (key, corr)  # shading, cast, blur and noise keep the texels recognisable
+
+
+def test_write_dataset_is_deterministic_whatever_jobs(tmp_path):
+    a = write_dataset(tmp_path / "a", ids=4, images_per_id=3, cameras=2, seed=3, image_size=(64, 32),
+                      texture_size=16, jobs=1)
+    b = write_dataset(tmp_path / "b", ids=4, images_per_id=3, cameras=2, seed=3, image_size=(64, 32),
+                      texture_size=16, jobs=2)
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.suffix != ".h5")
+    files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.suffix != ".h5")
+    assert files_a == files_b and len(files_a) == 2 * 12
+    for rel in files_a:
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+    ta, ma = read_truth(a)
+    tb, _ = read_truth(b)
+    assert all((ta[k] == tb[k]).all() for k in ta) and ma.digest() == body_mirror_map().digest()
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"cameras": 10}, "cameras=10"),
+    ({"cameras": 1}, "cameras=1"),
+    ({"images_per_id": 1}, "images_per_id=1"),
+    ({"ids": 1}, "ids=1"),
+])
+def test_write_dataset_refuses_bad_settings(tmp_path, kwargs, match):
+    settings = dict(ids=4, images_per_id=3, cameras=2, seed=0, image_size=(64, 32), texture_size=16)
+    settings.update(kwargs)
+    with pytest.raises(InputError, match=match):
+        write_dataset(tmp_path / "x", **settings)
+    assert not (tmp_path / "x").exists()
+
+
+def test_read_truth_names_the_missing_file(tmp_path):
+    with pytest.raises(InputError, match="textures.h5"):
+        read_truth(tmp_path)
