@@ -8,6 +8,7 @@ pids are relabelled to 0..N-1, query and gallery keep the pids of the files.
 from dataclasses import dataclass, field
 from pathlib import Path
 import logging
+import os
 import re
 
 import numpy as np
@@ -115,8 +116,9 @@ def find_root(root, name, required, nested=()):
 
 
 def list_images(folder):
-    """Image files directly inside ``folder``, sorted by name."""
-    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """Names of the image files directly inside ``folder``, sorted (``os.scandir``: no stat per file)."""
+    with os.scandir(folder) as entries:
+        return sorted(e.name for e in entries if e.name.lower().endswith(IMAGE_SUFFIXES) and e.is_file())
 
 
 def parse_folder(root, folder, pattern, cameras, *, name, distractors):
@@ -128,22 +130,22 @@ def parse_folder(root, folder, pattern, cameras, *, name, distractors):
     """
     regex = re.compile(pattern)
     items, dropped = [], 0
-    for path in list_images(root / folder):
-        match = regex.search(path.name)
+    for file in list_images(root / folder):
+        match = regex.search(file)
         try:
             pid, cam = int(match.group(1)), int(match.group(2))
         except (AttributeError, ValueError):  # no match, or a pid like "12-3"
             raise DatasetError(
-                f"{name}: file {path} does not match the expected name pattern {pattern!r} "
+                f"{name}: file {root / folder / file} does not match the expected name pattern {pattern!r} "
                 "(for example 0002_c1s1_000451_03.jpg)"
             ) from None
         if pid == -1 or (pid == 0 and not distractors):
             dropped += 1
             continue
         if pid < 0:
-            raise DatasetError(f"{name}: file {path} has a negative person id {pid}")
-        check_camera(cam, cameras, name, path)
-        items.append(((Path(folder) / path.name).as_posix(), pid, cam - 1))
+            raise DatasetError(f"{name}: file {root / folder / file} has a negative person id {pid}")
+        check_camera(cam, cameras, name, root / folder / file)
+        items.append((f"{folder}/{file}", pid, cam - 1))
     if dropped:
         log.debug("%s: %d junk/distractor images dropped from %s", name, dropped, folder)
     return items

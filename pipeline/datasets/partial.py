@@ -30,11 +30,13 @@ def read_test_pair(root, name, query_folder, gallery_folder, nested):
 def read_flat(root, folder, camid, name):
     """Every image of ``root/folder`` with the pid its name starts with and a fixed ``camid``."""
     items = []
-    for path in list_images(root / folder):
-        match = PATTERN.match(path.name)
+    for file in list_images(root / folder):
+        match = PATTERN.match(file)
         if match is None:
-            raise DatasetError(f"{name}: file {path} does not start with a person id (expected names like 001_01.jpg)")
-        items.append(((Path(folder) / path.name).as_posix(), int(match.group(1)), camid))
+            raise DatasetError(
+                f"{name}: file {root / folder / file} does not start with a person id (expected names like 001_01.jpg)"
+            )
+        items.append((f"{folder}/{file}", int(match.group(1)), camid))
     return items
 
 
