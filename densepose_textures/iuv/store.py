@@ -101,13 +101,16 @@ class IUVWriter:
         self.file["iuv"][i] = iuv
         self._meta(i, key, found, score, columns)
 
-    def append_raw(self, source, i):
-        """Record ``i`` of the open h5py file ``source`` (same layout), copying the compressed chunk as is."""
-        j = self.count
-        mask, data = source["iuv"].id.read_direct_chunk((i, 0, 0, 0))
-        self.file["iuv"].id.write_direct_chunk((j, 0, 0, 0), data, mask)
-        columns = {name: source[name][i] for name in self.columns}
-        self._meta(j, source["key"].asstr()[i], source["found"][i], source["score"][i], columns)
+    def append_file(self, source):
+        """Every record of the open h5py file ``source`` (same layout), copying compressed chunks as they are."""
+        keys = source["key"].asstr()[()]
+        found, score = source["found"][()], source["score"][()]
+        columns = {name: source[name][()] for name in self.columns}
+        src, dst = source["iuv"].id, self.file["iuv"].id
+        for i, key in enumerate(keys):
+            mask, data = src.read_direct_chunk((i, 0, 0, 0))
+            dst.write_direct_chunk((self.count, 0, 0, 0), data, mask)
+            self._meta(self.count, key, found[i], score[i], {name: values[i] for name, values in columns.items()})
 
     def _meta(self, i, key, found, score, columns):
         if i >= self.n:
@@ -155,8 +158,7 @@ def assemble(sources, path, size, attrs, extra_columns=()):
     with IUVWriter(path, n, size, attrs, extra_columns) as writer:
         for source in sources:
             with h5py.File(source, "r") as f:
-                for i in range(len(f["key"])):
-                    writer.append_raw(f, i)
+                writer.append_file(f)
     return path
 
 
