@@ -66,6 +66,12 @@ def test_info_camera_out_of_range(tmp_path):
     assert result.exit_code == 2 and "camera 8 of" in out and "outside the dataset's range 1..6" in out
 
 
+def test_info_unreadable_split_file(tmp_path):
+    (tmp_path / "cuhk03_new_protocol_config_labeled.mat").write_bytes(b"\x00" * 40)
+    result, out = run("info", "--dataset", "cuhk03", "--root", tmp_path)
+    assert result.exit_code == 2 and "cannot read split file" in out and "Traceback" not in out
+
+
 def test_prepare_cuhk03(tmp_path):
     write_raw_mat(tmp_path / "cuhk03_release" / "cuhk-03.mat")
     n = len(expected_names())

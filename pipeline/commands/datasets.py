@@ -46,7 +46,7 @@ def info(name, root, variant, train_val):
     standard = REGISTRY[name].stats
     found = {split: ds.stats(split)[:2] for split in ("train", "query", "gallery")}
     differ = [f"{s} {standard[s][0]} ids / {standard[s][1]} images" for s in found
-              if s in standard and tuple(standard[s]) != found[s] and not train_val]
+              if s in standard and tuple(standard[s]) != found[s] and not (s == "train" and train_val)]
     if differ:
         click.echo(f"note: differs from the standard statistics ({'; '.join(differ)}): incomplete or modified copy?")
     no_id, same_camera = ds.unmatched_queries()

@@ -117,8 +117,11 @@ def find_root(root, name, required, nested=()):
 
 def list_images(folder):
     """Names of the image files directly inside ``folder``, sorted (``os.scandir``: no stat per file)."""
-    with os.scandir(folder) as entries:
-        return sorted(e.name for e in entries if e.name.lower().endswith(IMAGE_SUFFIXES) and e.is_file())
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(e.name for e in entries if e.name.lower().endswith(IMAGE_SUFFIXES) and e.is_file())
+    except OSError as err:
+        raise DatasetError(f"cannot list the images of {folder}: {err.strerror}") from err
 
 
 def parse_folder(root, folder, pattern, cameras, *, name, distractors):
