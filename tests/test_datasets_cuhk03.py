@@ -83,13 +83,21 @@ def prepared(tmp_path_factory):
 def test_prepare_extracts_community_names_and_pixels(prepared):
     root, counts = prepared
     n = len(expected_names())
-    assert counts == {"labeled": (n, 0), "detected": (n, 0)}
+    assert counts == {"labeled": (n, 0, root / "images_labeled"), "detected": (n, 0, root / "images_detected")}
     for variant in ("labeled", "detected"):
         assert sorted(p.name for p in (root / f"images_{variant}").iterdir()) == expected_names()
     image = read_rgb(root / "images_detected" / "1_003_2_07.png")
     assert np.array_equal(image, person_images("detected", 1, 3)[6])
     assert image.shape == (12, 3, 3)  # (6 + 6, 3 + 6 % 3)
-    assert datasets.prepare_cuhk03(root, variants=("labeled",)) == {"labeled": (0, n)}
+    assert datasets.prepare_cuhk03(root, variants=("labeled",)) == {"labeled": (0, n, root / "images_labeled")}
+
+
+def test_prepare_nested_folder_matches_reader(tmp_path):
+    write_raw_mat(tmp_path / "cuhk03" / "cuhk03_release" / "cuhk-03.mat", variants=("detected",))
+    counts = datasets.prepare_cuhk03(tmp_path, variants=("detected",))
+    assert counts["detected"][2] == tmp_path / "cuhk03" / "images_detected"
+    write_protocol(tmp_path / "cuhk03", "detected")
+    assert datasets.load("cuhk03_detected", tmp_path).num_train_imgs == 24
 
 
 def write_protocol(root, variant):

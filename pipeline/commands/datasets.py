@@ -15,7 +15,7 @@ def datasets():
 
 @datasets.command("list")
 def list_datasets():
-    """Every dataset name with its standard statistics (ids / images per split)."""
+    """Every dataset name with its standard statistics."""
     from ..datasets import REGISTRY, names
 
     header = f"{'name':<16}{'train':>14}{'query':>14}{'gallery':>14}{'cams':>6}  default root"
@@ -37,7 +37,7 @@ def list_datasets():
 @click.option("--train-val/--no-train-val", default=None, help="msmt17 only: train on list_train + list_val.")
 @user_errors
 def info(name, root, variant, train_val):
-    """Statistics table of one dataset and warnings about queries without a valid match."""
+    """Statistics of one dataset; warns about queries with no valid match."""
     from ..datasets import REGISTRY, load
 
     ds = load(name, root, variant=variant, train_val=train_val)
@@ -75,10 +75,10 @@ def _short(values, limit=10):
 @click.option("--overwrite", is_flag=True, help="Rewrite images that already exist.")
 @user_errors
 def prepare_cuhk03(root, mat, variant, overwrite):
-    """Extract the CUHK03 images from the raw MATLAB v7.3 file as PNGs named like the community readers."""
+    """Extract CUHK03 images from cuhk-03.mat (v7.3) as PNGs."""
     from ..datasets import prepare_cuhk03 as prepare
 
     root = paths.raw_root("cuhk03") if root is None else root
     counts = prepare(root, mat=mat, variants=variant or VARIANTS, overwrite=overwrite)
-    for name, (written, kept) in counts.items():
-        click.echo(f"{name}: {written} images written, {kept} already present in {root}/images_{name}")
+    for name, (written, kept, folder) in counts.items():
+        click.echo(f"{name}: {written} images written, {kept} already present in {folder}")

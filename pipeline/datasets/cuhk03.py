@@ -114,15 +114,16 @@ register("cuhk03_detected", stats=STATS["detected"], summary="CUHK03 detected (D
 
 
 def find_raw_mat(root, mat=None):
+    """(raw .mat path, dataset folder the images go to): ``root`` or ``root/cuhk03`` where the file lies."""
+    root = Path(root).expanduser()
     if mat is not None:
         if not Path(mat).is_file():
             raise DatasetError(f"cuhk03: raw file {mat} does not exist")
-        return Path(mat)
-    root = Path(root).expanduser()
+        return Path(mat), root
     for folder in (root, root / "cuhk03"):
         for relpath in RAW_MAT:
             if (folder / relpath).is_file():
-                return folder / relpath
+                return folder / relpath, folder
     raise DatasetError(
         f"cuhk03: expected the raw file cuhk03_release/cuhk-03.mat (from cuhk03_release.zip) in {root}; "
         "or give its path with --mat"
@@ -130,20 +131,19 @@ def find_raw_mat(root, mat=None):
 
 
 def prepare_cuhk03(root, mat=None, variants=VARIANTS, overwrite=False):
-    """Extract the images of ``cuhk-03.mat`` (MATLAB v7.3) to ``root/images_<variant>/`` as PNG.
+    """Extract the images of ``cuhk-03.mat`` (MATLAB v7.3) to ``<folder>/images_<variant>/`` as PNG.
 
-    Names follow the community readers (``NAME``), so the new-protocol split files
+    ``<folder>`` is ``root`` or ``root/cuhk03``, where ``cuhk03_release/cuhk-03.mat`` lies. Names follow the community readers (``NAME``), so the new-protocol split files
     apply. Existing files are kept unless ``overwrite``; each PNG is written under a
     temporary name and renamed, so an interrupted run resumes cleanly.
-    Returns ``{variant: (written, kept)}``.
+    Returns ``{variant: (written, kept, folder)}``.
     """
     import h5py
     from tqdm import tqdm
 
     from densepose_textures.imageio import write_rgb
 
-    mat = find_raw_mat(root, mat)
-    out_root = Path(root).expanduser()
+    mat, out_root = find_raw_mat(root, mat)
     counts = {}
     try:
         file = h5py.File(mat, "r")
@@ -175,5 +175,5 @@ def prepare_cuhk03(root, mat=None, variants=VARIANTS, overwrite=False):
                         partial.replace(target)
                         written += 1
             log.info("cuhk03 %s: %d images written, %d already present in %s", variant, written, kept, out)
-            counts[variant] = (written, kept)
+            counts[variant] = (written, kept, out)
     return counts
