@@ -133,7 +133,8 @@ def find_raw_mat(root, mat=None):
 def prepare_cuhk03(root, mat=None, variants=VARIANTS, overwrite=False):
     """Extract the images of ``cuhk-03.mat`` (MATLAB v7.3) to ``<folder>/images_<variant>/`` as PNG.
 
-    ``<folder>`` is ``root`` or ``root/cuhk03``, where ``cuhk03_release/cuhk-03.mat`` lies. Names follow the community readers (``NAME``), so the new-protocol split files
+    ``<folder>`` is ``root`` or ``root/cuhk03``, where ``cuhk03_release/cuhk-03.mat`` lies.
+    Names follow the community readers (``NAME``), so the new-protocol split files
     apply. Existing files are kept unless ``overwrite``; each PNG is written under a
     temporary name and renamed, so an interrupted run resumes cleanly.
     Returns ``{variant: (written, kept, folder)}``.
