@@ -139,7 +139,7 @@ def pose_body(shape, pose):
     pelvis = np.array([0.0, hip_y + 0.03, 0.0])
     upper = rot_x(-pose.lean)
     torso_len = 0.22
-    ra_t, rb_t = 0.092 * g, 0.102 * g
+    ra_t, rb_t = 0.082 * g, 0.1 * g
     add("cone", "torso", TORSO_PARTS, pelvis, upper, np.eye(3), (1.0, 1.0, shape.depth),
         torso_len, ra_t, rb_t)
     top = pelvis + upper @ np.array([0.0, torso_len, 0.0])
@@ -155,7 +155,7 @@ def pose_body(shape, pose):
         hip_rot = rot_x(-pose.hip[side])
         hip_j = np.array([s * 0.058 * g, hip_y, 0.0])
         add("cone", "leg", LEG_PARTS["upper"][side], hip_j, hip_rot, limb_axes, np.ones(3),
-            thigh, 0.064 * g, 0.043 * g)
+            thigh, 0.058 * g, 0.041 * g)
         knee_rot = hip_rot @ rot_x(pose.knee[side])
         knee_j = hip_j + hip_rot @ np.array([0.0, -thigh, 0.0])
         add("cone", "leg", LEG_PARTS["lower"][side], knee_j, knee_rot, limb_axes, np.ones(3),

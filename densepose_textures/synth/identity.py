@@ -80,7 +80,7 @@ def draw_traits(rng):
 def draw_shape(rng):
     return BodyShape(
         height=float(rng.uniform(0.92, 1.08)),
-        girth=float(rng.uniform(0.86, 1.2)),
+        girth=float(rng.uniform(0.88, 1.12)),
         legs=float(rng.uniform(0.95, 1.05)),
         head=float(rng.uniform(0.94, 1.08)),
         depth=float(rng.uniform(0.56, 0.7)),
@@ -187,8 +187,12 @@ def paint_texture(t, size, rng):
             if part in LEG_PARTS_LOWER:
                 img[v < 0.06] = t["shoes"]
         atlas[part - 1] = img
-    folds = rng.normal(0.0, 1.0, (NUM_PARTS, 1, size, 1)) * 6.0  # vertical cloth folds
-    atlas += rng.normal(0.0, 4.0, atlas.shape) + folds
+    # soft cloth folds (a few low-frequency waves per part) and weave noise
+    freq = rng.uniform(1.0, 3.0, (NUM_PARTS, 2, 1, 1))
+    phase = rng.uniform(0.0, 2 * np.pi, (NUM_PARTS, 2, 1, 1))
+    waves = np.sin(2 * np.pi * freq * np.stack([u, v])[None] + phase).sum(1)  # (24, P, P)
+    atlas *= (1.0 + 0.06 * waves)[..., None]
+    atlas += rng.normal(0.0, 3.0, atlas.shape)
     return np.clip(np.rint(atlas), 0, 255).astype(np.uint8)
 
 

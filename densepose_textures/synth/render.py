@@ -13,6 +13,7 @@ import numpy as np
 
 from ..atlas import uv_to_texel
 from .body import mirror_pose, pose_body, walking_pose, world_bounds
+from .identity import make_identity
 from .raycast import cast
 
 
@@ -44,22 +45,31 @@ class Camera:
     clutter: np.ndarray  # (K, 3) colours of background objects
 
 
+def _muted(rng, n, low, high, tint):
+    """n colours: a grey level with a small tint (walls, pavement, concrete)."""
+    grey = rng.uniform(low, high, (n, 1))
+    return np.clip(grey + rng.normal(0.0, tint, (n, 3)), 0, 255)
+
+
 def make_camera(index, seed):
     rng = np.random.default_rng(seed)
     light = np.array([rng.uniform(-0.6, 0.6), rng.uniform(0.5, 1.0), rng.uniform(0.3, 1.0)])
+    clutter = _muted(rng, 8, 30, 220, 14)
+    vivid = rng.random(8) < 0.3  # shop signs, posters, plants
+    clutter[vivid] = 0.5 * clutter[vivid] + 0.5 * rng.uniform(20, 235, (int(vivid.sum()), 3))
     return Camera(
         index=index,
         walk_yaw=float(rng.uniform(0.0, np.pi)),
         pitch=(float(rng.uniform(0.0, 0.1)), float(rng.uniform(0.15, 0.3))),
-        gain=rng.uniform(0.82, 1.12, 3),
-        offset=rng.uniform(-12, 12, 3),
-        blur=float(rng.uniform(0.3, 1.1)),
-        noise=float(rng.uniform(1.5, 5.0)),
+        gain=rng.uniform(0.85, 1.1, 3),
+        offset=rng.uniform(-10, 10, 3),
+        blur=float(rng.uniform(0.3, 0.85)),
+        noise=float(rng.uniform(1.5, 4.5)),
         light=light / np.linalg.norm(light),
         ambient=float(rng.uniform(0.5, 0.68)),
-        wall=rng.uniform(60, 200, 3),
-        ground=rng.uniform(70, 170, 3),
-        clutter=rng.uniform(20, 235, (6, 3)),
+        wall=_muted(rng, 1, 70, 200, 14)[0],
+        ground=_muted(rng, 1, 60, 170, 10)[0],
+        clutter=clutter,
     )
 
 
@@ -144,7 +154,7 @@ def background(camera, size, rng):
     img[:horizon] = (camera.wall + rng.normal(0, 12, 3)) * ramp[:horizon]
     img[horizon:] = (camera.ground + rng.normal(0, 12, 3)) * ramp[horizon:]
     for _ in range(int(rng.integers(3, 9))):
-        colour = tuple(float(c) for c in camera.clutter[rng.integers(len(camera.clutter))] + rng.normal(0, 20, 3))
+        colour = tuple(float(c) for c in camera.clutter[rng.integers(len(camera.clutter))] + rng.normal(0, 12, 3))
         kind = rng.random()
         x, y = int(rng.integers(-w // 4, w)), int(rng.integers(-h // 8, horizon + h // 8))
         if kind < 0.45:  # windows, doors, signs
@@ -163,31 +173,41 @@ def background(camera, size, rng):
             y = horizon + int(rng.integers(0, max(1, h - horizon)))
             cv2.rectangle(img, (0, y), (w, y + int(rng.integers(1, max(2, h // 30)))), colour, -1)
     img += _smooth_noise(rng, size, (6, 4), 10.0) + rng.normal(0, 4.0, img.shape).astype(np.float32)
-    return img
+    return cv2.GaussianBlur(img, (0, 0), 0.5 * h / 128.0)  # the background is a little out of focus
 
 
-def occluder(size, rng, depth_mask):
-    """(mask (H, W) bool, colour image) of an object in front of the person, or None."""
+def shadow(image, iuv, rng):
+    """Darken an ellipse on the ground under the feet (in place), if the feet are in view."""
+    h, w = iuv.shape[:2]
+    rows, cols = np.nonzero(np.isin(iuv[..., 0], (5, 6)))
+    if len(rows) == 0 or rows.max() >= h - 1:
+        return
+    mask = np.zeros((h, w), dtype=np.float32)
+    body_cols = np.nonzero(iuv[..., 0].any(0))[0]
+    half = max(2, int(0.35 * (body_cols.max() - body_cols.min() + 1)))
+    cv2.ellipse(mask, (int(cols.mean()), int(rows.max())), (half, max(1, h // 40)), 0, 0, 360, 1.0, -1)
+    mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, h / 128.0))
+    image *= (1.0 - rng.uniform(0.25, 0.45) * mask)[..., None]
+
+
+def occluder(size, rng):
+    """(mask (H, W) bool, colour image (H, W, 3)) of an object in front of the person."""
     h, w = size
     mask = np.zeros((h, w), dtype=np.uint8)
-    kind = rng.random()
-    if kind < 0.35:  # pole, sign post
+    if rng.random() < 0.4:  # pole, sign post, tree trunk
         bw = int(rng.integers(max(2, w // 14), max(3, w // 5)))
         x = int(rng.integers(0, w - bw))
         cv2.rectangle(mask, (x, 0), (x + bw, h), 1, -1)
-    elif kind < 0.75:  # car, bike, railing, bag at the bottom
+    else:  # car, bike, railing, bin at the bottom
         top = int(h * rng.uniform(0.6, 0.85))
         x0 = int(rng.integers(-w // 2, w // 2))
         cv2.rectangle(mask, (x0, top), (x0 + int(w * rng.uniform(0.6, 1.4)), h), 1, -1)
-    else:  # another pedestrian passing at the side
-        cx = int(rng.choice([0, w])) + int(rng.integers(-w // 8, w // 8))
-        cv2.ellipse(mask, (cx, int(h * rng.uniform(0.35, 0.7))), (int(w * rng.uniform(0.2, 0.35)), h // 2),
-                    0, 0, 360, 1, -1)
-    mask = mask.astype(bool)
+        if rng.random() < 0.5:  # rounded top
+            cv2.ellipse(mask, (x0 + int(w * 0.5), top), (int(w * 0.5), max(1, h // 20)), 0, 180, 360, 1, -1)
     colour = rng.uniform(20, 230, 3).astype(np.float32)
-    shade = np.linspace(1.1, 0.75, h, dtype=np.float32)[:, None, None]
-    image = colour * shade * (1 + _smooth_noise(rng, size, (4, 3), 0.08))
-    return mask, image
+    ramp = np.linspace(1.1, 0.75, h, dtype=np.float32)[:, None, None]
+    image = colour * ramp * (1 + _smooth_noise(rng, size, (4, 3), 0.08))
+    return mask.astype(bool), image
 
 
 def view_yaw(camera, rng):
@@ -196,34 +216,64 @@ def view_yaw(camera, rng):
     return float(np.mod(yaw + np.pi, 2 * np.pi) - np.pi)
 
 
-def render_image(identity, camera, size, seed, *, occlusion_rate=0.25):
-    """One camera image of ``identity``: (image uint8 (H, W, 3), iuv uint8 (H, W, 3), info dict)."""
+def shade(person, camera, rng):
+    """(H, W, 3) float32 lit colours of a rendered person (Lambert + ambient)."""
+    light = camera.light + rng.normal(0.0, 0.1, 3)
+    light /= np.linalg.norm(light)
+    diffuse = np.clip(person.normal @ light, 0.0, 1.0)
+    gain = camera.ambient + (1.0 - camera.ambient) * 1.15 * diffuse
+    return person.clean.astype(np.float32) * gain[..., None].astype(np.float32)
+
+
+def passer_by(camera, size, placement, rng):
+    """Another pedestrian, beside the person (a cheap identity with a small atlas)."""
+    other = make_identity(0, int(rng.integers(2**63)), 16)
+    pose = walking_pose(rng, yaw=view_yaw(camera, rng), pitch=rng.uniform(*camera.pitch))
+    w = size[1]
+    side = rng.choice([-1.0, 1.0])
+    near = Placement(placement.ppm * rng.uniform(0.85, 1.15),
+                     placement.cx - side * rng.uniform(0.55, 0.9) * w / placement.ppm,
+                     placement.cy + rng.normal(0.0, 0.05))
+    return render_person(other.shape, pose, other.texture, size, near)
+
+
+def render_image(identity, camera, size, seed, *, occlusion_rate=0.2, passer_rate=0.2):
+    """One camera image of ``identity``: (image uint8 (H, W, 3), iuv uint8 (H, W, 3), info dict).
+
+    The IUV labels only this identity's visible pixels: occluders and passers-by in front of it
+    are background there.
+    """
     rng = np.random.default_rng(seed)
     h, w = size
     pose = walking_pose(rng, yaw=view_yaw(camera, rng), pitch=rng.uniform(*camera.pitch))
     placement, truncated = place(identity.shape, pose, size, rng)
     person = render_person(identity.shape, pose, identity.texture, size, placement)
     fg = person.iuv[..., 0] > 0
-
-    light = camera.light + rng.normal(0.0, 0.1, 3)
-    light /= np.linalg.norm(light)
-    diffuse = np.clip(person.normal @ light, 0.0, 1.0)
-    shade = camera.ambient + (1.0 - camera.ambient) * 1.15 * diffuse
-    body = person.clean.astype(np.float32) * shade[..., None].astype(np.float32)
+    iuv = person.iuv.copy()
 
     image = background(camera, size, rng)
-    image[fg] = body[fg]
-    iuv = person.iuv.copy()
-    occluded = 0.0
+    shadow(image, person.iuv, rng)
+    hidden = np.zeros((h, w), dtype=bool)
+    if rng.random() < passer_rate:
+        other = passer_by(camera, size, placement, rng)
+        other_fg = other.iuv[..., 0] > 0
+        in_front = rng.random() < 0.5
+        shadow(image, other.iuv, rng)
+        lit = shade(other, camera, rng)
+        image[other_fg] = lit[other_fg]
+        if in_front:
+            hidden |= other_fg
+    image[fg & ~hidden] = shade(person, camera, rng)[fg & ~hidden]
     if rng.random() < occlusion_rate:
-        mask, obj = occluder(size, rng, fg)
+        mask, obj = occluder(size, rng)
         image[mask] = obj[mask]
-        occluded = float((mask & fg).sum() / max(1, fg.sum()))
-        iuv[mask] = 0
+        hidden |= mask
+    iuv[hidden] = 0
 
     image = image * (camera.gain * rng.uniform(0.9, 1.1)).astype(np.float32) + camera.offset.astype(np.float32)
     sigma = camera.blur * (h / 128.0) * rng.uniform(0.8, 1.25)
     image = cv2.GaussianBlur(image, (0, 0), sigma)
     image += rng.normal(0.0, camera.noise, image.shape).astype(np.float32)
-    info = {"yaw": pose.yaw, "truncated": truncated, "occluded": occluded, "visible": float(fg.mean())}
+    info = {"yaw": pose.yaw, "truncated": truncated, "occluded": float((hidden & fg).sum() / max(1, fg.sum())),
+            "visible": float((fg & ~hidden).mean())}
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), iuv, info

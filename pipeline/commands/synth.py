@@ -1,0 +1,78 @@
+"""``sanreid synth`` and ``sanreid synth-preview``: render the synthetic dataset and look at it."""
+
+import logging
+from pathlib import Path
+
+import click
+
+from densepose_textures.errors import InputError
+
+from ..params import with_options
+from ..paths import raw_root
+from .common import params_from_context, user_errors
+
+log = logging.getLogger(__name__)
+
+
+def parse_size(text):
+    """'HxW' -> (H, W)."""
+    if text is None:
+        return None
+    try:
+        h, w = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise InputError(f"--image-size {text!r}: expected HxW, for example 256x128") from None
+    return (h, w)
+
+
+@click.command("synth")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Dataset folder (default: data/raw/synth).")
+@click.option("--ids", type=int, default=None, help="Identities, half train and half test.")
+@click.option("--images-per-id", type=int, default=None, help="Images per identity.")
+@click.option("--cameras", type=int, default=None, help="Cameras (2 to 9).")
+@click.option("--seed", type=int, default=None, help="Random seed: same seed, same bytes.")
+@click.option("--image-size", default=None, help="Image size HxW, e.g. 128x64 or 256x128.")
+@click.option("--texture-size", type=int, default=None, help="P of the ground-truth atlases.")
+@click.option("--jobs", type=int, default=None, help="Worker processes.")
+@click.option("--force", is_flag=True, help="Replace an existing dataset rendered with other settings.")
+@user_errors
+def synth(out, ids, images_per_id, cameras, seed, image_size, texture_size, jobs, force):
+    """Render the synthetic reID dataset: Market-1501 layout, exact IUV, true textures.
+
+    Settings come from the `synth` section of the parameters; options override them.
+    """
+    from densepose_textures.synth import write_dataset
+
+    p = with_options(params_from_context().synth, ids=ids, images_per_id=images_per_id, cameras=cameras,
+                     seed=seed, image_size=parse_size(image_size), texture_size=texture_size, jobs=jobs)
+    out = Path(out) if out else raw_root("synth")
+    root = write_dataset(out, ids=p.ids, images_per_id=p.images_per_id, cameras=p.cameras, seed=p.seed,
+                         image_size=p.image_size, texture_size=p.texture_size, jobs=p.jobs, overwrite=force)
+    click.echo(f"{root}: {p.ids} identities x {p.images_per_id} images, {p.cameras} cameras, "
+               f"{p.image_size[0]}x{p.image_size[1]}")
+
+
+@click.command("synth-preview")
+@click.option("--root", type=click.Path(file_okay=False), default=None,
+              help="Synthetic dataset folder (default: data/raw/synth).")
+@click.option("--out", type=click.Path(dir_okay=False), default="synth_preview.png", show_default=True,
+              help="PNG to write.")
+@click.option("--ids", type=int, default=6, show_default=True, help="Identities (rows).")
+@click.option("--images", type=int, default=4, show_default=True, help="Images per identity.")
+@click.option("--scale", type=int, default=1, show_default=True, help="Integer zoom of the picture.")
+@user_errors
+def synth_preview(root, out, ids, images, scale):
+    """Draw a grid: per identity, its images, their IUV coloured by part, and its atlas."""
+    import cv2
+
+    from densepose_textures.imageio import write_rgb
+    from densepose_textures.synth.preview import preview_grid
+
+    if ids < 1 or images < 1 or scale < 1:
+        raise InputError("--ids, --images and --scale must be 1 or more")
+    grid = preview_grid(Path(root) if root else raw_root("synth"), ids=ids, images=images)
+    if scale > 1:
+        grid = cv2.resize(grid, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    write_rgb(out, grid)
+    click.echo(f"{out}: {grid.shape[1]}x{grid.shape[0]}")
