@@ -6,7 +6,7 @@ from click.testing import CliRunner
 from pipeline import datasets
 from pipeline.cli import main
 from test_datasets import make_market
-from test_datasets_cuhk03 import expected_names, write_raw_mat
+from test_datasets_cuhk03 import expected_names, write_protocol, write_raw_mat
 
 
 def run(*args):
@@ -64,6 +64,16 @@ def test_info_camera_out_of_range(tmp_path):
     (root / "bounding_box_train" / "0002_c8s1_000451_03.jpg").write_bytes(b"")
     result, out = run("info", "--dataset", "market1501", "--root", root)
     assert result.exit_code == 2 and "camera 8 of" in out and "outside the dataset's range 1..6" in out
+
+
+def test_info_compares_with_the_variant_statistics(tmp_path):
+    write_raw_mat(tmp_path / "cuhk03_release" / "cuhk-03.mat", variants=("detected",))
+    datasets.prepare_cuhk03(tmp_path, variants=("detected",))
+    write_protocol(tmp_path, "detected")
+    result, out = run("info", "--dataset", "cuhk03", "--variant", "detected", "--root", tmp_path)
+    assert result.exit_code == 0, out
+    assert out.splitlines()[0] == f"cuhk03_detected at {tmp_path}"
+    assert "train 767 ids / 7365 images" in out and "gallery 700 ids / 5332 images" in out
 
 
 def test_info_unreadable_split_file(tmp_path):

@@ -43,7 +43,7 @@ def info(name, root, variant, train_val):
     ds = load(name, root, variant=variant, train_val=train_val)
     click.echo(f"{ds.name} at {ds.root}")
     click.echo(ds.table())
-    standard = REGISTRY[name].stats
+    standard = REGISTRY.get(ds.name, REGISTRY[name]).stats  # cuhk03 --variant detected: cuhk03_detected
     found = {split: ds.stats(split)[:2] for split in ("train", "query", "gallery")}
     differ = [f"{s} {standard[s][0]} ids / {standard[s][1]} images" for s in found
               if s in standard and tuple(standard[s]) != found[s] and not (s == "train" and train_val)]

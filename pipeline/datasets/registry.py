@@ -70,6 +70,6 @@ def load(name, root=None, **options):
         )
     root = paths.raw_root(name) if root is None else root
     ds = e.reader(root, **{**options, **e.fixed})
-    log.info("%s: %d train, %d query, %d gallery images from %s",
+    log.debug("%s: %d train, %d query, %d gallery images from %s",
              ds.name, len(ds.train), len(ds.query), len(ds.gallery), ds.root)
     return ds
