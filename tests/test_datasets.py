@@ -263,3 +263,14 @@ def test_custom_csv_missing_image_and_header(tmp_path):
         datasets.load("custom", csv_path)
     with pytest.raises(DatasetError, match="neither dataset.csv .* nor the Market-1501 folders"):
         datasets.load("custom", tmp_path)
+
+
+def test_synth_reads_the_renderer_output(synth_root):
+    """The bundled renderer's tree (conftest: 8 ids x 4 images, 3 cameras) through the synth reader."""
+    ds = datasets.load("synth", synth_root)
+    assert (ds.num_train_pids, ds.num_train_imgs, ds.num_train_cams) == (4, 16, 3)
+    assert ids(ds.train) == [0, 1, 2, 3]
+    assert ids(ds.query) == ids(ds.gallery) and len(ids(ds.query)) == 4
+    assert ds.num_query_imgs + ds.num_gallery_imgs == 16
+    assert ds.unmatched_queries() == ([], [])
+    assert all((synth_root / path).is_file() for split in datasets.SPLITS for path, _, _ in ds.split(split))
