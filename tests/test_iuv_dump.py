@@ -9,6 +9,7 @@ import os
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,6 +42,7 @@ class DensePoseChartResultWithConfidences:
 # Writes what apply_net.py dump writes: per image file_name, scores [K], pred_boxes_XYXY [K, 4], pred_densepose
 WRITER = '''
 import sys
+from pathlib import Path
 import torch
 from densepose.structures.chart_result import DensePoseChartResultWithConfidences as R
 
@@ -184,3 +186,29 @@ def test_dump_bad_files(tmp_path):
     torch.save({"file_name": "a.jpg"}, wrong)
     with pytest.raises(InputError, match="expected a list of dicts"):
         load_dump(wrong)
+
+
+# Written by DensePose itself (detectron2 02b5c4e2, torch 2.14.1, CPU) from 4 synthetic crops with a
+# random-weight R-50-FPN and a zero score threshold:
+#   apply_net.py dump configs/densepose_rcnn_R_50_FPN_s1x.yaml "" "realdump/in/*.jpg" --output results.pkl \
+#       --opts MODEL.DEVICE cpu MODEL.ROI_HEADS.SCORE_THRESH_TEST 0.0
+REAL_DUMP = Path(__file__).parent / "data" / "iuv_apply_net_dump.pkl"
+REAL_KEYS = ["bounding_box_train/0001_c1s1_000636_01.jpg", "query/0011_c2s1_205506_01.jpg",
+             "query/0011_c1s1_097001_01.jpg", "query/0012_c2s1_797706_01.jpg"]
+
+
+def test_dump_written_by_real_densepose():
+    entries = load_dump(REAL_DUMP)
+    assert [e["file_name"] for e in entries] == ["realdump/in/" + k.split("/")[1] for k in REAL_KEYS]
+    assert [len(e.get("pred_densepose", [])) for e in entries] == [4, 0, 1, 0]  # no key at all when none found
+    backend = DumpBackend(REAL_DUMP)
+    results = backend.predict([np.zeros((128, 64, 3), np.uint8)] * 4, REAL_KEYS)
+    assert [iuv is not None for iuv, _ in results] == [True, False, True, False]
+    # the kept box covers most of the crop; body pixels counted from the same file read with DensePose's classes
+    for (iuv, score), entry, body in zip(results[::2], entries[::2], (50, 3)):
+        boxes = entry["pred_boxes_XYXY"]
+        k = [i for i, s in enumerate(entry["scores"].tolist()) if s == score][0]
+        chart = entry["pred_densepose"][k]
+        np.testing.assert_array_equal(iuv, expected_iuv(chart.labels.numpy(), chart.uv.numpy(), boxes[k][:2].tolist(),
+                                                        (128, 64)))
+        assert int((iuv[..., 0] > 0).sum()) == body
