@@ -120,4 +120,25 @@ def test_onnx_export_runs(trained_san, tmp_path):
     written = save_encoder(trained_san, PREPROCESS, tmp_path / "model.pt", onnx=True)
     onnx_path = tmp_path / "model.onnx"
     assert onnx_path in written
-    onnx.checker.check_model(onnx.load(str(onnx_path)))
+    graph = onnx.load(str(onnx_path))
+    onnx.checker.check_model(graph)
+    from onnx.reference import ReferenceEvaluator
+
+    x = torch.randn(3, 3, 64, 32)  # another batch size than the export's example
+    (features,) = ReferenceEvaluator(graph).run(None, {"images": x.numpy()})
+    with torch.no_grad():
+        assert torch.allclose(torch.from_numpy(features), trained_san(x), atol=1e-4)
+
+
+def test_bnneck_baseline_round_trip(tmp_path):
+    torch.manual_seed(3)
+    model = SAN(num_classes=5, backbone="resnet18", head="bnneck")
+    with torch.no_grad():
+        model(torch.randn(4, 3, 64, 32))  # BN statistics of the neck move away from (0, 1)
+    model.eval()
+    save_encoder(model, PREPROCESS, tmp_path / "model.pt")
+    encoder, _ = load_encoder(tmp_path / "model.pt")
+    x = torch.randn(2, 3, 64, 32)
+    with torch.no_grad():
+        features = encoder(x)
+        assert features.shape == (2, 512) and torch.equal(features, model(x))

@@ -126,9 +126,10 @@ def export_onnx(encoder, preprocess, path):
         raise InputError(f"ONNX export needs onnx and onnxscript ({err.name} is missing): "
                          "pip install 'san-reid[export]'") from err
     encoder = encoder.cpu().eval()
-    dummy = torch.zeros(1, 3, preprocess["height"], preprocess["width"])
+    dummy = torch.zeros(2, 3, preprocess["height"], preprocess["width"])  # batch 2: not specialised to 1
     path = Path(path)
-    torch.onnx.export(encoder, (dummy,), str(path), input_names=["images"], output_names=["features"],
-                      dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}})
+    program = torch.onnx.export(encoder, (dummy,), dynamo=True, input_names=["images"], output_names=["features"],
+                                dynamic_shapes=({0: torch.export.Dim("batch")},))
+    program.save(str(path))
     log.info("exported ONNX to %s", path)
     return path
