@@ -140,7 +140,7 @@ class DumpBackend:
         self.path = Path(dump)
         entries = load_dump(self.path)
         self.digest = file_digest(self.path)
-        self.by_path = {}
+        self.by_path, self.missing = {}, 0
         self.by_name = collections.defaultdict(list)
         for entry in entries:
             file_name = entry["file_name"].replace("\\", "/")
@@ -150,6 +150,12 @@ class DumpBackend:
 
     def settings(self):
         return {"mode": "detect", "dump": self.path.name, "dump_sha256": self.digest}
+
+    def _missing(self, key, shown=10):
+        self.missing += 1
+        if self.missing <= shown:
+            log.warning("%s holds no entry for image %s%s", self.path, key,
+                        " (further images missing from it are not logged)" if self.missing == shown else "")
 
     def entry(self, key):
         """The dump entry of image ``key`` (relative path), or None when the dump does not hold it."""
@@ -168,7 +174,7 @@ class DumpBackend:
             results = (entry or {}).get("pred_densepose") or []
             if not results:
                 if entry is None:
-                    log.warning("%s: no entry for image %s", self.path, key)
+                    self._missing(key)
                 out.append((None, 0.0))
                 continue
             hw = image.shape[:2]

@@ -15,6 +15,7 @@ from .common import params_from_context, user_errors
 log = logging.getLogger(__name__)
 
 SPLITS = {"train": ("train",), "all": ("train", "query", "gallery")}
+SHOWN = 20  # image names listed per problem in the summary
 
 
 def image_keys(dataset, split_choice):
@@ -90,8 +91,8 @@ def iuv(dataset, root, backend, mode, config, weights, dump, splits, shard, stri
                f" ({summary.resumed} resumed from an interrupted run; {summary.images_per_second:.1f} images/s)")
     for what, names in (("unreadable", summary.unreadable), ("no person found", summary.no_person)):
         if names:
-            shown = names if len(names) <= 50 else names[:50] + [f"... and {len(names) - 50} more"]
-            click.echo(f"{what} ({len(names)}): " + ", ".join(shown))
+            more = f" ... and {len(names) - SHOWN} more (found = False in the store)" if len(names) > SHOWN else ""
+            click.echo(f"{what} ({len(names)}): " + ", ".join(names[:SHOWN]) + more)
     if shard is not None:
         click.echo(f"shard {shard[0]} of {shard[1]}: when all are done, join them with "
                    f"`sanreid iuv-merge --dataset {dataset}" + (f" --out {out}`" if Path(out) != paths.iuv_store(dataset) else "`"))
