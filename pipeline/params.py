@@ -74,6 +74,7 @@ class DataParams:
     workers: int = 2
     flip: bool = True
     resize_crop: float = 1.125  # random resize-crop factor
+    resize_crop_prob: float = 0.5  # share of images resize-cropped (the others are only resized), as torchreid
     erasing: float = 0.5  # random erasing probability
 
 

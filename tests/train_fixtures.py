@@ -1,0 +1,33 @@
+"""Helpers of the trainer tests: a texture set built from the synthetic dataset with the project's own code."""
+
+import numpy as np
+
+from densepose_textures.atlas import image_to_atlas
+from densepose_textures.fill import fill_atlas
+from densepose_textures.imageio import read_iuv, read_rgb
+from densepose_textures.shards import NO_PERSON, write_texture_set
+from densepose_textures.synth import body_mirror_map, iuv_path
+
+
+def synth_items(root):
+    from pipeline.datasets import load
+
+    return load("synth", root)
+
+
+def build_texture_set(root, items, out, size, *, fill=True, empty=()):
+    """Texture set of ``items`` (warp each image with its exact IUV, then fill); keys in ``empty`` get no person."""
+    mirror = body_mirror_map()
+    textures, observed, provenance = [], [], []
+    for rel, _, _ in items:
+        tex, obs = image_to_atlas(read_rgb(root / rel), read_iuv(iuv_path(root, rel)), size)
+        if rel in empty:
+            tex, obs = np.zeros_like(tex), np.zeros_like(obs)
+        if fill:
+            tex, prov = fill_atlas(tex, obs, mirror=mirror)
+        else:
+            prov = np.where(obs > 0, 0, NO_PERSON).astype(np.uint8)
+        textures.append(tex), observed.append(obs), provenance.append(prov)
+    return write_texture_set(out, np.stack(textures), np.stack(observed), np.stack(provenance),
+                             [r for r, _, _ in items], [p for _, p, _ in items], [c for _, _, c in items],
+                             mirror_index=mirror.texel_index(size), attrs={"dataset": "synth", "fill": "nearest"})

@@ -1,0 +1,201 @@
+"""Training data: images from the dataset root, texture targets from a texture set, joined by key.
+
+A sample is ``image`` (3, H, W) uint8, ``pid``, and with a texture set ``target``
+(3, 6P, 4P) uint8, the atlas drawn as one image, and ``provenance`` (1, 6P, 4P)
+uint8 (255 where the target has no evidence). Tensors stay uint8 until
+:func:`batch_to_device`, which normalises on the device (a quarter of the
+host-to-device traffic of float batches).
+
+Augmentation (torchreid's recipe): random 1.125x resize-crop, horizontal flip,
+random erasing (image only). A flipped image shows the mirrored person, so its
+target is the mirrored atlas: texels move to their mirror texels (left and right
+parts swapped) through the set's ``mirror_index``. Randomness comes from
+``(seed, epoch, slot)`` of each sample (see :mod:`train.sampler`), never from
+worker state, so runs are identical whatever the number of workers and resume.
+"""
+
+import logging
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.utils.data
+
+from densepose_textures.atlas import atlas_to_image
+from densepose_textures.errors import InputError
+from densepose_textures.imageio import read_rgb
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+NO_EVIDENCE = 255  # provenance code of texels with nothing behind them (no person found)
+
+
+def open_texture_set(path):
+    from densepose_textures.shards import TextureSet
+
+    return TextureSet(path)
+
+
+def join_textures(items, textures):
+    """Record index in ``textures`` of each training item; InputError naming the images without one."""
+    where = {key: i for i, key in enumerate(textures.keys)}
+    missing = [rel for rel, _, _ in items if rel not in where]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise InputError(
+            f"{len(missing)} training image(s) have no record in the texture set {textures.path}: {shown}; "
+            "rebuild the set for this dataset (sanreid gen-textures --dataset NAME) or pass the right --textures"
+        )
+    return np.array([where[rel] for rel, _, _ in items], dtype=np.int64)
+
+
+def random_erasing(image, rng, fill, area=(0.02, 0.4), min_aspect=0.3, attempts=100):
+    """torchreid's RandomErasing: one rectangle of random area and aspect, filled with ``fill``."""
+    h, w = image.shape[:2]
+    for _ in range(attempts):
+        target = rng.uniform(*area) * h * w
+        aspect = rng.uniform(min_aspect, 1.0 / min_aspect)
+        eh, ew = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
+        if 0 < eh < h and 0 < ew < w:
+            y, x = rng.integers(0, h - eh + 1), rng.integers(0, w - ew + 1)
+            image[y:y + eh, x:x + ew] = fill
+            return image
+    return image
+
+
+class TrainImages(torch.utils.data.Dataset):
+    """Augmented training images (and texture targets when ``textures`` is given).
+
+    ``items``: ``(relative_path, pid, camid)`` with pids 0..N-1. Indexed by ``(index, epoch, slot)``
+    as :class:`train.sampler.IdentitySampler` yields, or by a plain index (no augmentation).
+    """
+
+    def __init__(self, root, items, textures=None, *, height, width, flip, resize_crop, resize_crop_prob,
+                 erasing, seed=0, mean=IMAGENET_MEAN):
+        self.root = Path(root)
+        self.items = list(items)
+        self.pids = np.array([pid for _, pid, _ in self.items], dtype=np.int64)
+        self.size = (height, width)
+        self.flip, self.resize_crop, self.resize_crop_prob, self.erasing = flip, resize_crop, resize_crop_prob, erasing
+        self.seed = seed
+        self.fill = np.rint(np.asarray(mean) * 255).astype(np.uint8)
+        self.textures_path = None if textures is None else Path(textures)
+        self._textures = None
+        self.texture_size = None
+        self.empty_records = 0
+        if textures is not None:
+            with_set = open_texture_set(textures)
+            self.record = join_textures(self.items, with_set)
+            self.texture_size = int(with_set.size)
+            self.mirror_index = np.asarray(with_set.mirror_index, dtype=np.int64).reshape(-1)  # (24 P P,)
+            self.empty_records = count_empty(with_set, self.record)
+            self.textures_attrs = dict(with_set.attrs)
+            del with_set  # each worker opens its own handle lazily
+            if self.empty_records:
+                log.info("%d of %d training images have no person in the texture set: their texture loss is masked",
+                         self.empty_records, len(self.items))
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_textures"] = None  # h5py handles cannot be pickled; workers reopen
+        return state
+
+    @property
+    def textures(self):
+        if self._textures is None:
+            self._textures = open_texture_set(self.textures_path)
+        return self._textures
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, key):
+        index, epoch, slot = key if isinstance(key, tuple) else (key, None, None)
+        rel, pid, _ = self.items[index]
+        image = read_rgb(self.root / rel)
+        flipped = False
+        if epoch is None:
+            image = cv2.resize(image, self.size[::-1], interpolation=cv2.INTER_LINEAR)
+        else:
+            rng = np.random.default_rng([self.seed, epoch, slot])
+            image = self._resize_crop(image, rng)
+            flipped = self.flip and rng.random() < 0.5
+            if flipped:
+                image = image[:, ::-1]
+            image = np.ascontiguousarray(image)
+            if rng.random() < self.erasing:
+                image = random_erasing(image, rng, self.fill)
+        sample = {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), "pid": int(pid)}
+        if self.textures_path is not None:
+            sample.update(self.target(index, flipped))
+        return sample
+
+    def _resize_crop(self, image, rng):
+        h, w = self.size
+        if self.resize_crop <= 1 or rng.random() >= self.resize_crop_prob:
+            return cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
+        bh, bw = int(round(h * self.resize_crop)), int(round(w * self.resize_crop))
+        big = cv2.resize(image, (bw, bh), interpolation=cv2.INTER_LINEAR)
+        y, x = rng.integers(0, bh - h + 1), rng.integers(0, bw - w + 1)
+        return big[y:y + h, x:x + w]
+
+    def target(self, index, flipped):
+        """Target atlas image (3, 6P, 4P) and provenance (1, 6P, 4P), mirrored when the image is flipped."""
+        rec = self.textures[int(self.record[index])]
+        texture, provenance = rec["texture"], rec["provenance"]  # (24, P, P, 3), (24, P, P)
+        if flipped:
+            texture = mirror_atlas(texture, self.mirror_index)
+            provenance = mirror_atlas(provenance, self.mirror_index)
+        image = atlas_to_image(texture)  # (6P, 4P, 3)
+        prov = atlas_to_image(provenance[..., None])  # (6P, 4P, 1)
+        return {
+            "target": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "provenance": torch.from_numpy(np.ascontiguousarray(prov.transpose(2, 0, 1))),
+        }
+
+
+def mirror_atlas(atlas, mirror_index):
+    """The atlas of the mirrored person: texel t takes the value of texel ``mirror_index[t]``.
+
+    ``atlas`` (24, P, P) or (24, P, P, C); ``mirror_index`` flat (24 P P,) indices.
+    """
+    flat = atlas.reshape(mirror_index.size, -1)
+    return flat[mirror_index].reshape(atlas.shape)
+
+
+def count_empty(textures, records):
+    """How many of ``records`` have no person behind them (provenance 255 throughout)."""
+    return int(np.count_nonzero(~np.asarray(textures.found, dtype=bool)[records]))
+
+
+def make_loader(dataset, sampler, *, workers, device):
+    """DataLoader over an identity batch sampler; pinned memory on CUDA, persistent workers."""
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=workers,
+        pin_memory=torch.device(device).type == "cuda",
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+    )
+
+
+def batch_to_device(batch, device, *, mean=IMAGENET_MEAN, std=IMAGENET_STD, channels_last=False):
+    """uint8 batch -> float inputs on ``device``: normalised images, targets in [-1, 1], evidence mask."""
+    device = torch.device(device)
+    mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255
+    std_t = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255
+    images = (batch["image"].to(device, non_blocking=True).float() - mean_t) / std_t
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    out = {"images": images, "pids": batch["pid"].to(device, non_blocking=True)}
+    if "target" in batch:
+        out["target"] = batch["target"].to(device, non_blocking=True).float() / 127.5 - 1.0  # (B, 3, 6P, 4P)
+        provenance = batch["provenance"].to(device, non_blocking=True)  # (B, 1, 6P, 4P) uint8
+        out["mask"] = (provenance != NO_EVIDENCE).float()
+        out["provenance"] = provenance
+    return out
