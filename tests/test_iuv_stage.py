@@ -1,7 +1,6 @@
 """The IUV stage with the synth backend: store content, resume after kill -9, shards, bad images, CLI."""
 
 import hashlib
-import os
 import pickle
 import shutil
 import signal
@@ -17,6 +16,7 @@ from click.testing import CliRunner
 from densepose_textures.errors import InputError
 from densepose_textures.imageio import read_iuv, resize_iuv
 from densepose_textures.iuv.backends import make_backend
+from densepose_textures.iuv.merge import find_shards, merge_shards
 from densepose_textures.iuv.run import parse_shard, run_iuv, shard_from_env, shard_range
 from densepose_textures.iuv.store import FORMAT_VERSION, IUVStore, image_list_digest
 from densepose_textures.synth import iuv_path
@@ -165,6 +165,17 @@ def test_shards_merged_equal_one_process(synth_root, synth_iuv_store, tmp_path):
     result = runner.invoke(main, ["iuv-merge", "--out", str(tmp_path / "m.h5"), str(shards[0]),
                                   str(other.with_name("synth.shard-1-of-3.h5")), str(shards[2])])
     assert result.exit_code == 2 and "other settings" in result.output and "image_list_digest" in result.output
+
+
+def test_more_shards_than_images(synth_root, tmp_path):
+    keys = all_keys(synth_root)[:3]
+    backend = make_backend("synth", root=synth_root)
+    sizes = [run_iuv(backend, synth_root, keys, tmp_path / "s.h5", shard=(i, 4), progress=False).images
+             for i in range(4)]
+    assert sizes == [0, 1, 1, 1]
+    merge_shards(find_shards(tmp_path / "s.h5"), tmp_path / "s.h5")
+    run_iuv(backend, synth_root, keys, tmp_path / "one.h5", progress=False)
+    same_store(tmp_path / "s.h5", tmp_path / "one.h5")
 
 
 def test_shard_under_torchrun_environment(synth_root, tmp_path, monkeypatch):

@@ -210,7 +210,7 @@ def _process_chunk(backend, keys, decoded, size, batch_size, strict, chunk_path,
 
 
 def _summarise(sources, path, resumed, seconds):
-    keys, status = [], []
+    keys, status = [], [np.zeros(0, np.uint8)]
     for source in sources:
         with h5py.File(source, "r") as f:
             keys += list(f["key"].asstr()[()])

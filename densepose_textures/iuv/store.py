@@ -71,8 +71,9 @@ def _plain(value):
 
 def _create(h5, n, size):
     h, w = size
-    h5.create_dataset("iuv", (n, h, w, 3), dtype=np.uint8, chunks=(1, h, w, 3), compression="gzip",
-                      compression_opts=1)
+    # maxshape lets a store hold 0 images (a shard of a short list) with the same chunk layout
+    h5.create_dataset("iuv", (n, h, w, 3), maxshape=(None, h, w, 3), dtype=np.uint8, chunks=(1, h, w, 3),
+                      compression="gzip", compression_opts=1)
 
 
 class IUVWriter:
