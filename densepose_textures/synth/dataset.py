@@ -34,6 +34,7 @@ from .render import make_camera, render_image
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+RENDERER_VERSION = 1  # bump when the pictures change for the same settings
 TRUTH_FILE = "textures.h5"
 FOLDERS = {"train": "bounding_box_train", "gallery": "bounding_box_test", "query": "query"}
 MAX_CAMERAS = 9  # the file names hold one camera digit
@@ -110,14 +111,22 @@ def write_dataset(out, *, ids, images_per_id, cameras, seed, image_size=(128, 64
     """Render the synthetic dataset into ``out`` (see the module docstring); returns ``out``.
 
     Half the identities (pids 1..ids//2) are for training, the other half for testing. The work
-    is written under ``<out>.partial`` and renamed when complete. ``out`` must not exist unless
+    is written under ``<out>.partial`` and renamed when complete. A complete dataset already in
+    ``out`` with the same settings is kept as it is; one with other settings is replaced only if
     ``overwrite``.
     """
     _check(ids, images_per_id, cameras, tuple(image_size), texture_size, jobs)
     out = Path(out)
+    settings = {"seed": seed, "ids": ids, "images_per_id": images_per_id, "cameras": cameras,
+                "image_size": tuple(int(x) for x in image_size), "texture_size": texture_size}
     if out.exists():
+        found = _settings_of(out)
+        if found == {**settings, "renderer_version": RENDERER_VERSION}:
+            log.info("%s is already rendered with these settings: kept", out)
+            return out
         if not overwrite:
-            raise InputError(f"{out} already exists: remove it, choose another --out, or pass --force")
+            what = "is not a synthetic dataset" if found is None else f"was rendered with {found}"
+            raise InputError(f"{out} {what}: remove it, choose another --out, or pass --force to replace it")
     work = out.with_name(out.name + ".partial")
     if work.exists():
         shutil.rmtree(work)
@@ -151,15 +160,28 @@ def write_dataset(out, *, ids, images_per_id, cameras, seed, image_size=(128, 64
         bar.update(len(info))
     bar.close()
 
-    _write_truth(work / TRUTH_FILE, identities, plans, facts, {
-        "seed": seed, "ids": ids, "images_per_id": images_per_id, "cameras": cameras,
-        "image_size": size, "texture_size": texture_size,
-    })
+    _write_truth(work / TRUTH_FILE, identities, plans, facts, {**settings, "renderer_version": RENDERER_VERSION})
     if out.exists():
         shutil.rmtree(out)
     work.rename(out)
     log.info("wrote %d images of %d identities to %s", len(plans), ids, out)
     return out
+
+
+def _settings_of(root):
+    """The settings a complete dataset in ``root`` was rendered with, or None."""
+    path = Path(root) / TRUTH_FILE
+    if not path.is_file():
+        return None
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = dict(f.attrs)
+        found = {k: int(attrs[k]) for k in ("seed", "ids", "images_per_id", "cameras", "texture_size",
+                                               "renderer_version")}
+        found["image_size"] = tuple(int(x) for x in attrs["image_size"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+    return found
 
 
 def _write_truth(path, identities, plans, facts, settings):
@@ -202,7 +224,7 @@ def read_truth(path):
     ``path`` is the dataset root or its ``textures.h5``.
     """
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() or path.suffix != ".h5":
         path = path / TRUTH_FILE
     if not path.is_file():
         raise InputError(f"{path} not found: render the dataset with `sanreid synth --out DIR`")
