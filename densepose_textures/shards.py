@@ -192,6 +192,19 @@ class TextureSet:
     def __iter__(self):
         return (self[i] for i in range(len(self)))
 
+    def batches(self, fields=("texture", "observed", "provenance"), batch_size=256):
+        """Yield ``(first record index, {field: array})`` over all records in order, read in slices."""
+        for number in range(len(self._shard_files)):
+            rows = np.flatnonzero(self._shard_of == number)
+            if not len(rows):
+                continue
+            f = self._shard(number)
+            for a in range(0, len(rows), batch_size):
+                try:
+                    yield int(rows[a]), {name: f[name][a:a + batch_size] for name in fields}
+                except OSError as err:
+                    raise InputError(f"texture shard {f.filename} is damaged ({err}): copy or `dvc pull` it again") from err
+
     def close(self):
         for f in self._files.values():
             f.close()

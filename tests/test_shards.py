@@ -150,3 +150,15 @@ def test_empty_set(tmp_path):
                       mirror_index=mirror)
     ts = TextureSet(tmp_path / "set")
     assert len(ts) == 0 and ts.size == P
+
+
+def test_batches_read_every_record_in_order(tmp_path):
+    t, o, p, *_ = make(tmp_path / "set", n=7, shard_size=3)
+    ts = TextureSet(tmp_path / "set")
+    starts, got = [], []
+    for start, arrays in ts.batches(("texture", "provenance"), batch_size=2):
+        starts.append(start)
+        got.append(arrays["texture"])
+        np.testing.assert_array_equal(arrays["provenance"], p[start:start + len(arrays["provenance"])])
+    assert starts == [0, 2, 3, 5, 6]
+    np.testing.assert_array_equal(np.concatenate(got), t)

@@ -1,0 +1,140 @@
+"""Texture sets against ground truth (synthetic data) and their summary statistics.
+
+For every image with a person whose identity has a true atlas, each texel's error is
+charged to the fill step that set it (its provenance), so the table shows how good the
+observed texels, the mirrored ones, the in-part fill, and so on, each are.
+"""
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .atlas import texel_to_uv, uv_to_texel
+from .fill import fill_atlases
+from .parts import NUM_PARTS
+from .shards import NO_PERSON, PROVENANCE
+
+STEPS = [code for code in PROVENANCE if code != NO_PERSON]
+_PID = re.compile(r"^(-?\d+)_c")
+
+
+def raw_pid(key):
+    """The raw identity of an image key: the integer before ``_c`` in its file name (Market-1501 naming)."""
+    match = _PID.match(Path(key).name)
+    return int(match.group(1)) if match else None
+
+
+def resample_truth(truth, size):
+    """A (24, Pt, Pt, 3) true atlas at the set's P: the mean of the true texels whose centres fall
+    in each texel (Pt >= P), else the true texel at each texel centre. Float (24, P, P, 3)."""
+    pt = truth.shape[1]
+    if pt == size:
+        return truth.astype(np.float64)
+    if pt < size:
+        row, col = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+        trow, tcol = uv_to_texel(*texel_to_uv(row, col, size), pt)
+        return truth[:, trow, tcol].astype(np.float64)
+    trow, tcol = np.meshgrid(np.arange(pt), np.arange(pt), indexing="ij")
+    row, col = uv_to_texel(*texel_to_uv(trow, tcol, pt), size)
+    target = (np.arange(NUM_PARTS)[:, None, None] * size + row) * size + col  # (24, Pt, Pt)
+    bins = NUM_PARTS * size * size
+    counts = np.bincount(target.ravel(), minlength=bins)
+    sums = np.stack([np.bincount(target.ravel(), truth[..., c].ravel().astype(np.float64), minlength=bins)
+                     for c in range(3)], axis=-1)
+    return (sums / counts[:, None]).reshape(NUM_PARTS, size, size, 3)
+
+
+class _Tally:
+    def __init__(self):
+        self.count = np.zeros(256, np.int64)
+        self.abs = np.zeros(256)
+        self.sq = np.zeros(256)
+
+    def add(self, texture, truth, provenance):
+        err = texture.astype(np.float64) - truth  # (..., 3)
+        code = provenance.ravel()
+        self.count += np.bincount(code, minlength=256)
+        self.abs += np.bincount(code, np.abs(err).sum(-1).ravel(), minlength=256)
+        self.sq += np.bincount(code, (err ** 2).sum(-1).ravel(), minlength=256)
+
+    def rows(self):
+        total = self.count[STEPS].sum()
+        rows = []
+        for code in STEPS + ["all"]:
+            idx = STEPS if code == "all" else [code]
+            n = self.count[idx].sum()
+            mae = self.abs[idx].sum() / (3 * n) if n else float("nan")
+            mse = self.sq[idx].sum() / (3 * n) if n else float("nan")
+            psnr = 10 * np.log10(255.0 ** 2 / mse) if n and mse > 0 else (float("inf") if n else float("nan"))
+            rows.append({"step": PROVENANCE.get(code, code), "share": n / total if total else 0.0,
+                         "mae": mae, "psnr": psnr, "texels": int(n)})
+        return rows
+
+
+def measure_quality(texture_set, truth, methods=None, limit=None, batch_size=64):
+    """Per fill step error of ``texture_set`` against ``truth`` ({raw pid: (24, Pt, Pt, 3)}).
+
+    ``methods``: fill methods to re-run on the set's observed texels with the set's mirror map
+    (None: the set as stored). Returns {label: {"images": n, "rows": [...]}} where each row has
+    ``step``, ``share`` (of the person texels), ``mae`` and ``psnr`` (8-bit scale), ``texels``.
+    """
+    size = texture_set.size
+    mirror = texture_set.mirror_index if texture_set.attrs.get("mirror", True) else False
+    labels = [f"{texture_set.attrs.get('fill', '?')} (as stored)"] if methods is None else list(methods)
+    tallies = {label: _Tally() for label in labels}
+    resampled = {}
+    images = 0
+    for start, arrays in texture_set.batches(batch_size=batch_size):
+        keep = []
+        for j in range(len(arrays["provenance"])):
+            pid = raw_pid(texture_set.keys[start + j])
+            if pid in truth and arrays["observed"][j].any() and (limit is None or images < limit):
+                keep.append(j)
+                images += 1
+                if pid not in resampled:
+                    resampled[pid] = resample_truth(truth[pid], size)
+        if not keep:
+            continue
+        true = np.stack([resampled[raw_pid(texture_set.keys[start + j])] for j in keep])
+        texture, observed, provenance = (arrays[k][keep] for k in ("texture", "observed", "provenance"))
+        for label in labels:
+            if methods is None:
+                tallies[label].add(texture, true, provenance)
+            else:
+                filled, steps = fill_atlases(np.where(observed[..., None] > 0, texture, 0), observed, mirror, label)
+                tallies[label].add(filled, true, steps)
+        if limit is not None and images >= limit:
+            break
+    return {label: {"images": images, "rows": tally.rows()} for label, tally in tallies.items()}
+
+
+def format_table(results):
+    """Plain-text table of :func:`measure_quality` results (also valid Markdown)."""
+    lines = ["| fill | step | share of texels | MAE | PSNR (dB) |", "| --- | --- | ---: | ---: | ---: |"]
+    for label, result in results.items():
+        for row in result["rows"]:
+            if row["texels"] == 0 and row["step"] != "all":
+                continue
+            lines.append(f"| {label} | {row['step']} | {row['share']:.1%} | {row['mae']:.1f} | {row['psnr']:.1f} |")
+    images = next(iter(results.values()))["images"] if results else 0
+    lines.append(f"({images} images with a person; errors in 8-bit levels per channel)")
+    return "\n".join(lines)
+
+
+def set_statistics(texture_set, batch_size=256):
+    """Images with a person, observed share per person image (mean/min/max), share of texels per fill step."""
+    coverage, counts = [], np.zeros(256, np.int64)
+    for _, arrays in texture_set.batches(("observed", "provenance"), batch_size=batch_size):
+        observed, provenance = arrays["observed"], arrays["provenance"]
+        person = (provenance.reshape(len(provenance), -1) != NO_PERSON).any(axis=1)
+        coverage.extend(observed[person].reshape(int(person.sum()), -1).mean(axis=1))
+        counts += np.bincount(provenance[person].ravel(), minlength=256)
+    total = counts[STEPS].sum()
+    coverage = np.array(coverage) if coverage else np.zeros(1)
+    return {
+        "found": int(len(coverage) if total else 0),
+        "coverage_mean": float(coverage.mean()), "coverage_min": float(coverage.min()),
+        "coverage_max": float(coverage.max()),
+        "shares": {PROVENANCE[c]: (counts[c] / total if total else 0.0) for c in STEPS},
+    }

@@ -1,0 +1,223 @@
+"""``sanreid gen-textures`` (build or reuse a texture set) and ``sanreid textures`` (inspect, draw, measure)."""
+
+import contextlib
+import logging
+from pathlib import Path
+
+import click
+
+from densepose_textures.errors import InputError
+
+from .. import __version__, paths
+from ..params import with_options
+from .common import params_from_context, user_errors
+
+log = logging.getLogger(__name__)
+
+
+def find_iuv_store(dataset, variant=None):
+    """``data/iuv/<dataset>.h5`` as `sanreid iuv --dataset` writes it, else the canonical name's store."""
+    candidates = [paths.iuv_store(dataset), paths.iuv_store(paths.canonical_name(dataset, variant))]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise InputError(f"no IUV store at {candidates[0]}: run `sanreid iuv --dataset {dataset} --splits all` "
+                     "first, or give the store with --iuv")
+
+
+def mirror_map(params, dataset, root):
+    """The mirror map for symmetry filling: the .mat file if given, the synthetic body's exact map
+    for ``synth``, else DESIGN.md's approximation; None when mirroring is off."""
+    from densepose_textures.mirror import MirrorMap
+
+    if not params.mirror:
+        return None
+    if params.mirror_file:
+        return MirrorMap.from_mat(params.mirror_file)
+    if dataset == "synth":
+        from densepose_textures.synth import body_mirror_map, read_truth
+
+        try:
+            return read_truth(root)[1]
+        except InputError as err:
+            log.warning("%s; using the synthetic body's own exact map", err)
+            return body_mirror_map()
+    log.info("no mirror file given: symmetry filling uses the approximate mirror map (recorded in the set)")
+    return MirrorMap.approximate()
+
+
+@contextlib.contextmanager
+def parallel_backend(parallel, jobs, scheduler=None):
+    """joblib runs in local processes, or on a Dask cluster (``scheduler`` address, else a local one)."""
+    if parallel == "processes":
+        yield
+        return
+    try:
+        import joblib
+        from distributed import Client, LocalCluster
+    except ImportError as err:
+        raise InputError(f"--parallel dask needs Dask distributed ({err}): pip install 'san-reid[cluster]'") from err
+    with contextlib.ExitStack() as stack:
+        if scheduler:
+            client = stack.enter_context(Client(scheduler))
+        else:
+            cluster = stack.enter_context(LocalCluster(n_workers=jobs, threads_per_worker=1, dashboard_address=None))
+            client = stack.enter_context(Client(cluster))
+        log.info("running on Dask cluster %s", client.scheduler.address)
+        stack.enter_context(joblib.parallel_config(backend="dask"))
+        yield
+
+
+@click.command("gen-textures")
+@click.option("--dataset", required=True, help="Dataset name (see `sanreid datasets`); cuhk03 means labeled.")
+@click.option("--variant", default=None, help="cuhk03: labeled | detected (names the output cuhk03_<variant>).")
+@click.option("--root", type=click.Path(file_okay=False), default=None, help="Dataset root [default: data/raw/<dataset>].")
+@click.option("--iuv", "iuv_store", type=click.Path(dir_okay=False), default=None,
+              help="IUV store [default: data/iuv/<dataset>.h5].")
+@click.option("--size", type=click.IntRange(min=2), default=None, help="Texels per part side P [textures.size].")
+@click.option("--splat", type=click.Choice(["nearest", "bilinear"]), default=None, help="Pixel to texel rule [textures.splat].")
+@click.option("--fill", type=click.Choice(["nearest", "pushpull", "telea"]), default=None,
+              help="In-part fill of unseen texels [textures.fill].")
+@click.option("--mirror/--no-mirror", default=None, help="Symmetry filling [textures.mirror].")
+@click.option("--mirror-file", type=click.Path(dir_okay=False), default=None,
+              help="DensePose UV_symmetry_transforms.mat [textures.mirror_file; empty: approximation, exact for synth].")
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help="Parallel workers [textures.jobs].")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=None, help="Images per parallel task [textures.chunk_size].")
+@click.option("--shard-size", type=click.IntRange(min=1), default=None, help="Images per shard file [textures.shard_size].")
+@click.option("--parallel", type=click.Choice(["processes", "dask"]), default=None,
+              help="joblib backend: local processes or Dask distributed [textures.parallel].")
+@click.option("--scheduler", default=None, help="Dask scheduler address (default: a local cluster of --jobs workers).")
+@click.option("--force", is_flag=True, help="Rebuild even if a set exists (one built with other settings is otherwise refused).")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Set directory [default: data/textures/<dataset>].")
+@user_errors
+def gen_textures(dataset, variant, root, iuv_store, size, splat, fill, mirror, mirror_file, jobs, chunk_size,
+                 shard_size, parallel, scheduler, force, out):
+    """Build the HDF5 texture set of one dataset: warp each image into the atlas, fill, write shards.
+
+    Covers every image of the IUV store. A finished set is reused when it matches the dataset and
+    settings, and refused (naming the field that differs) when it does not; an interrupted build
+    resumes from its finished shards.
+    """
+    from densepose_textures.textures import build_texture_set
+    from pipeline import datasets
+
+    params = with_options(params_from_context().textures, size=size, splat=splat, fill=fill, mirror=mirror,
+                          mirror_file=mirror_file, jobs=jobs, chunk_size=chunk_size, shard_size=shard_size,
+                          parallel=parallel)
+    name = paths.canonical_name(dataset, variant)
+    root = paths.raw_root(dataset) if root is None else Path(root)
+    ds = datasets.load(dataset, root, **({"variant": variant} if variant else {}))
+    labels = {}
+    for split in ("train", "query", "gallery"):
+        for key, pid, camid in ds.split(split):
+            labels.setdefault(key, (pid, camid))
+    store = Path(iuv_store) if iuv_store else find_iuv_store(dataset, variant)
+    out = Path(out) if out else paths.texture_set(name)
+    with parallel_backend(params.parallel, params.jobs, scheduler):
+        summary = build_texture_set(
+            out, store_path=store, image_root=ds.root, dataset=name, labels=labels, size=params.size,
+            splat=params.splat, fill=params.fill, mirror=mirror_map(params, dataset, ds.root),
+            shard_size=params.shard_size, chunk_size=params.chunk_size, jobs=params.jobs, force=force,
+            software_version=__version__)
+    if summary.reused:
+        click.echo(f"reused {summary.path}: {summary.records} images, it matches the dataset and settings")
+    else:
+        click.echo(f"wrote {summary.path}: {summary.records} images, {summary.found} with a person "
+                   f"({summary.resumed} resumed; {summary.images_per_second:.0f} images/s)")
+
+
+@click.group("textures")
+def textures():
+    """Inspect, draw and measure texture sets."""
+
+
+@textures.command("info")
+@click.argument("path", type=click.Path(file_okay=False))
+@user_errors
+def info(path):
+    """Print a set's attributes and statistics (coverage, provenance shares)."""
+    from densepose_textures.quality import set_statistics
+    from densepose_textures.shards import TextureSet
+
+    ts = TextureSet(path)
+    click.echo(f"{ts.path}: {len(ts)} images, P={ts.size}, {len(ts._shard_files)} shard(s)")
+    for name, value in ts.attrs.items():
+        click.echo(f"  {name}: {value}")
+    stats = set_statistics(ts)
+    click.echo(f"images with a person: {stats['found']} of {len(ts)}")
+    click.echo(f"observed texels per person image: mean {stats['coverage_mean']:.1%}, "
+               f"min {stats['coverage_min']:.1%}, max {stats['coverage_max']:.1%}")
+    click.echo("texels by fill step (images with a person):")
+    for label, share in stats["shares"].items():
+        click.echo(f"  {label:<14} {share:7.2%}")
+
+
+@textures.command("show")
+@click.argument("path", type=click.Path(file_okay=False))
+@click.option("--n", "count", type=click.IntRange(min=1), default=16, show_default=True, help="Images to draw.")
+@click.option("--root", type=click.Path(file_okay=False), default=None,
+              help="Dataset root holding the images [default: data/raw/<the set's dataset>].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Which images (random, among those with a person).")
+@click.option("--out", type=click.Path(dir_okay=False), default="textures.png", show_default=True, help="PNG to write.")
+@user_errors
+def show(path, count, root, seed, out):
+    """Draw images beside their atlases: image, observed texels, filled atlas, fill steps."""
+    from densepose_textures.imageio import write_rgb
+    from densepose_textures.pictures import texture_grid
+    from densepose_textures.shards import TextureSet
+
+    ts = TextureSet(path)
+    root = Path(root) if root else paths.raw_root(ts.attrs.get("dataset", ""))
+    grid = texture_grid(ts, root, count=count, seed=seed)
+    write_rgb(out, grid)
+    click.echo(f"wrote {out} ({grid.shape[1]}x{grid.shape[0]})")
+
+
+@textures.command("atlas")
+@click.argument("path", type=click.Path(file_okay=False))
+@click.option("--key", required=True, help="Relative image path of the record.")
+@click.option("--what", type=click.Choice(["texture", "observed", "provenance"]), default="texture", show_default=True,
+              help="The filled texture, only the observed texels, or the fill steps in colour.")
+@click.option("--scale", type=click.IntRange(min=1), default=1, show_default=True, help="Enlarge by this factor (nearest).")
+@click.option("--out", type=click.Path(dir_okay=False), default="atlas.png", show_default=True, help="PNG to write.")
+@user_errors
+def atlas(path, key, what, scale, out):
+    """Write one texture in DensePose's atlas layout (6P x 4P; `apply_net.py show --texture_atlas`)."""
+    from densepose_textures.imageio import write_rgb
+    from densepose_textures.pictures import record_atlas_image
+    from densepose_textures.shards import TextureSet
+
+    ts = TextureSet(path)
+    image = record_atlas_image(ts.get(key), what)
+    if scale > 1:
+        image = image.repeat(scale, axis=0).repeat(scale, axis=1)
+    write_rgb(out, image)
+    click.echo(f"wrote {out} ({image.shape[1]}x{image.shape[0]}, P={ts.size * scale})")
+
+
+@textures.command("quality")
+@click.argument("path", type=click.Path(file_okay=False))
+@click.option("--truth", required=True, type=click.Path(),
+              help="Ground truth: a synthetic dataset's textures.h5 (or its folder).")
+@click.option("--methods", default=None,
+              help="Comma-separated fill methods to re-run on the set's observed texels (nearest,pushpull,telea or "
+                   "all) [default: only the set's own fill].")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Measure only the first N images with a person.")
+@user_errors
+def quality(path, truth, methods, limit):
+    """Per fill step: share of texels, mean absolute error and PSNR against the true textures."""
+    from densepose_textures.fill import FILL_METHODS
+    from densepose_textures.quality import format_table, measure_quality
+    from densepose_textures.shards import TextureSet
+    from densepose_textures.synth import read_truth
+
+    ts = TextureSet(path)
+    chosen = None
+    if methods:
+        chosen = list(FILL_METHODS) if methods == "all" else [m.strip() for m in methods.split(",") if m.strip()]
+        unknown = [m for m in chosen if m not in FILL_METHODS]
+        if unknown:
+            raise InputError(f"unknown fill method(s) {', '.join(unknown)}; choose from {', '.join(FILL_METHODS)} or all")
+    truth_textures, _ = read_truth(truth)
+    results = measure_quality(ts, truth_textures, methods=chosen, limit=limit)
+    click.echo(format_table(results))
