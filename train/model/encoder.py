@@ -82,9 +82,11 @@ class Encoder(nn.Module):
         self.feature_dim = self.head.feature_dim
 
     def forward_stages(self, x):
-        """Training pass: (the four backbone maps, triplet feature, logits)."""
+        """(the four backbone maps, feature, logits): train mode the triplet feature, eval mode the
+        retrieval feature and logits None."""
         stages = self.backbone.forward_stages(x)
-        feat, logits = self.head(stages[-1])
+        out = self.head(stages[-1])
+        feat, logits = out if self.training else (out, None)
         return stages, feat, logits
 
     def forward(self, x):

@@ -53,7 +53,7 @@ class SAN(nn.Module):
         return out
 
     def predict_texture(self, x):
-        """(B, 3, H, W) -> predicted atlas image (B, 3, 6P, 4P) in [-1, 1] scale, in either mode (for pictures)."""
+        """(B, 3, H, W) -> predicted atlas image (B, 3, 6P, 4P), trained towards [-1, 1] (no tanh); either mode."""
         if self.decoder is None:
             raise InputError("this model has no decoder (baseline variant): it predicts no texture")
         return self.decoder(self.encoder.backbone.forward_stages(x))[0]
