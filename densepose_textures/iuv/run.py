@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from ..errors import InputError
 from ..imageio import read_rgb, resize_iuv
-from .store import IUVWriter, assemble, store_attrs
+from .store import IUVWriter, assemble, encode_iuv, store_attrs
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ def run_iuv(backend, root, keys, out, *, size=(256, 128), chunk_size=256, batch_
         for t, c in enumerate(todo):
             decoded = [f.result() for f in pending]
             pending = submit(todo[t + 1]) if t + 1 < len(todo) else None
-            _process_chunk(backend, chunks[c], decoded, size, batch_size, strict, work.chunk(c), bar)
+            _process_chunk(backend, chunks[c], decoded, size, batch_size, strict, work.chunk(c), bar, pool)
     seconds = time.perf_counter() - began
 
     sources = [work.chunk(c) for c in range(len(chunks))]
@@ -168,7 +168,7 @@ def run_iuv(backend, root, keys, out, *, size=(256, 128), chunk_size=256, batch_
     return summary
 
 
-def _process_chunk(backend, keys, decoded, size, batch_size, strict, chunk_path, bar):
+def _process_chunk(backend, keys, decoded, size, batch_size, strict, chunk_path, bar, pool):
     """Run the backend over one chunk's decoded images and commit the chunk file."""
     n = len(keys)
     iuvs = [None] * n
@@ -203,10 +203,10 @@ def _process_chunk(backend, keys, decoded, size, batch_size, strict, chunk_path,
         raise _strict_error([keys[j] for j in np.flatnonzero(status == UNREADABLE)],
                             [keys[j] for j in np.flatnonzero(status == NO_PERSON)])
     empty = np.zeros((*size, 3), np.uint8)
+    encoded = pool.map(encode_iuv, [empty if iuv is None else iuv for iuv in iuvs])
     with IUVWriter(chunk_path, n, size, {}, extra_columns=("status",)) as writer:
-        for j in range(n):
-            writer.append(empty if iuvs[j] is None else iuvs[j], keys[j], status[j] == OK, scores[j],
-                          status=status[j])
+        for j, data in enumerate(encoded):
+            writer.append(data, keys[j], status[j] == OK, scores[j], status=status[j])
 
 
 def _summarise(sources, path, resumed, seconds):

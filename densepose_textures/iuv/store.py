@@ -12,6 +12,7 @@ Files are written whole to a temporary name and renamed (:func:`assemble`), neve
 import hashlib
 import json
 import os
+import zlib
 from pathlib import Path
 
 import h5py
@@ -69,6 +70,14 @@ def _plain(value):
     return value
 
 
+def encode_iuv(iuv):
+    """The stored chunk of one IUV image: its bytes through HDF5's gzip filter at level 1 (zlib format).
+
+    Compressing here rather than inside h5py lets callers compress many images in threads.
+    """
+    return zlib.compress(np.ascontiguousarray(iuv, dtype=np.uint8).tobytes(), 1)
+
+
 def _create(h5, n, size):
     h, w = size
     # maxshape lets a store hold 0 images (a shard of a short list) with the same chunk layout
@@ -95,12 +104,13 @@ class IUVWriter:
         self.count = 0
 
     def append(self, iuv, key, found, score, **columns):
-        """One record; ``iuv`` (H, W, 3) uint8 at the store size."""
-        if iuv.shape != (*self.size, 3) or iuv.dtype != np.uint8:
-            raise ValueError(f"IUV of {key} is {iuv.shape} {iuv.dtype}, expected {(*self.size, 3)} uint8")
-        i = self.count
-        self.file["iuv"][i] = iuv
-        self._meta(i, key, found, score, columns)
+        """One record; ``iuv`` (H, W, 3) uint8 at the store size, or its :func:`encode_iuv` bytes."""
+        if not isinstance(iuv, bytes):
+            if iuv.shape != (*self.size, 3) or iuv.dtype != np.uint8:
+                raise ValueError(f"IUV of {key} is {iuv.shape} {iuv.dtype}, expected {(*self.size, 3)} uint8")
+            iuv = encode_iuv(iuv)
+        self.file["iuv"].id.write_direct_chunk((self.count, 0, 0, 0), iuv, 0)
+        self._meta(self.count, key, found, score, columns)
 
     def append_file(self, source):
         """Every record of the open h5py file ``source`` (same layout), copying compressed chunks as they are."""
