@@ -1,0 +1,62 @@
+import cv2
+import pytest
+from click.testing import CliRunner
+
+from densepose_textures.shards import TextureSet
+from pipeline.cli import main
+
+
+@pytest.fixture(scope="module")
+def built(synth_root, synth_iuv_store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "set"
+    result = CliRunner().invoke(main, ["gen-textures", "--dataset", "synth", "--root", str(synth_root), "--iuv",
+                                       str(synth_iuv_store), "--out", str(out), "--size", "16", "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out}: 32 images, 32 with a person" in result.output
+    return out
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_gen_textures_uses_the_synthetic_mirror_map_and_reuses_or_refuses(built, synth_root, synth_iuv_store):
+    attrs = TextureSet(built).attrs
+    assert attrs["mirror_source"] == "synthetic" and attrs["size"] == 16 and attrs["software_version"]
+    common = ["gen-textures", "--dataset", "synth", "--root", str(synth_root), "--iuv", str(synth_iuv_store),
+              "--out", str(built)]
+    again = run(*common, "--size", "16")
+    assert again.exit_code == 0 and "reused" in again.output
+    other = run(*common)  # the default P = 32
+    assert other.exit_code == 2 and "size=16, this run asks for size=32" in other.output
+    assert "Traceback" not in other.output
+
+
+def test_gen_textures_without_a_store_says_what_to_run(tmp_path, synth_root, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run("gen-textures", "--dataset", "synth", "--root", str(synth_root))
+    assert result.exit_code == 2 and "sanreid iuv --dataset synth" in result.output
+
+
+def test_info_show_atlas(built, synth_root, tmp_path):
+    info = run("textures", "info", str(built))
+    assert info.exit_code == 0, info.output
+    assert "32 images, P=16" in info.output and "observed" in info.output and "iuv_backend: synth" in info.output
+    show = run("textures", "show", str(built), "--n", "3", "--root", str(synth_root), "--out", str(tmp_path / "g.png"))
+    assert show.exit_code == 0, show.output
+    assert cv2.imread(str(tmp_path / "g.png")).shape[0] > 2 * 192
+    key = TextureSet(built).keys[4]
+    atlas = run("textures", "atlas", str(built), "--key", key, "--scale", "2", "--out", str(tmp_path / "a.png"))
+    assert atlas.exit_code == 0, atlas.output
+    assert cv2.imread(str(tmp_path / "a.png")).shape == (6 * 32, 4 * 32, 3)
+    missing = run("textures", "atlas", str(built), "--key", "nope.jpg", "--out", str(tmp_path / "b.png"))
+    assert missing.exit_code == 2 and "not in texture set" in missing.output
+
+
+def test_quality_table(built, synth_root):
+    result = run("textures", "quality", str(built), "--truth", str(synth_root / "textures.h5"), "--methods", "all")
+    assert result.exit_code == 0, result.output
+    for method in ("nearest", "pushpull", "telea"):
+        assert f"| {method} | observed |" in result.output and f"| {method} | all | 100.0% |" in result.output
+    bad = run("textures", "quality", str(built), "--truth", str(synth_root), "--methods", "magic")
+    assert bad.exit_code == 2 and "unknown fill method" in bad.output
