@@ -37,6 +37,7 @@ class Pose:
     yaw: float = 0.0  # rotation about the vertical: 0 faces the camera, pi shows the back
     pitch: float = 0.0  # camera looking down (shows the top of the head)
     lean: float = 0.0  # forward lean of the upper body
+    head_yaw: float = 0.0  # head turned towards the person's left (negative: right)
     hip: tuple = (0.0, 0.0)
     knee: tuple = (0.0, 0.0)  # bends the lower leg backwards
     shoulder: tuple = (0.0, 0.0)
@@ -85,6 +86,7 @@ def walking_pose(rng, *, yaw, pitch, stride=None):
         yaw=float(yaw),
         pitch=float(pitch),
         lean=float(rng.uniform(0.0, 0.08)),
+        head_yaw=float(np.clip(rng.normal(0.0, 0.3), -0.8, 0.8)),
         hip=(float(hip[0]), float(hip[1])),
         knee=knee,
         shoulder=(float(-arm), float(arm)),
@@ -99,6 +101,7 @@ def mirror_pose(pose):
     return replace(
         pose,
         yaw=-pose.yaw,
+        head_yaw=-pose.head_yaw,
         hip=swap(pose.hip),
         knee=swap(pose.knee),
         shoulder=swap(pose.shoulder),
@@ -144,7 +147,7 @@ def pose_body(shape, pose):
         torso_len, ra_t, rb_t)
     top = pelvis + upper @ np.array([0.0, torso_len, 0.0])
     head_c = top + upper @ np.array([0.0, 0.165 - 0.02 * (shape.head - 1.0), 0.012])
-    add("ellipsoid", "head", HEAD_PARTS, head_c, upper, np.eye(3),
+    add("ellipsoid", "head", HEAD_PARTS, head_c, upper @ rot_y(pose.head_yaw), np.eye(3),
         shape.head * np.array([0.058, 0.078, 0.07]))
 
     for side in (LEFT, RIGHT):

@@ -24,6 +24,7 @@ HAIR = np.array([(24, 20, 18), (58, 40, 26), (108, 74, 44), (196, 166, 108), (15
 HAIR_WEIGHTS = np.array([10, 8, 4, 2, 1], dtype=np.float64)
 SHOES = np.array([(20, 20, 22), (230, 230, 228), (90, 60, 40), (110, 110, 115), (30, 38, 70)], dtype=np.float64)
 
+HAT_COLOURS = [0, 2, 3, 4, 5, 7]  # black, grey, white, navy, blue, red
 TOP_KINDS = ("plain", "stripes", "checks", "yoke", "jacket")
 TOP_WEIGHTS = np.array([8, 3, 2, 2, 3], dtype=np.float64)
 TORSO_WAIST = 0.21  # torso U below which the trousers show
@@ -68,7 +69,7 @@ def draw_traits(rng):
         "skin": _pick(rng, SKIN, jitter=8.0)[0],
         "hair": _pick(rng, HAIR, HAIR_WEIGHTS, jitter=6.0)[0],
         "long_hair": bool(rng.random() < 0.3),
-        "hat": _pick(rng, CLOTH, CLOTH_WEIGHTS)[0] if rng.random() < 0.12 else None,
+        "hat": _pick(rng, CLOTH[HAT_COLOURS])[0] if rng.random() < 0.12 else None,
         "shoes": _pick(rng, SHOES, jitter=8.0)[0],
         "logo": _other_colour(rng, top_i)[0] if rng.random() < 0.45 else None,
         "logo_shape": int(rng.integers(0, 3)),
@@ -148,8 +149,9 @@ def _paint_head(t, u, v, left):
     out[((alpha / 0.2) ** 2 + ((y + 0.45) / 0.06) ** 2) <= 1.0] = t["skin"] * np.array([0.8, 0.55, 0.55])
     ear = ((np.abs(alpha - 1.57) / 0.15) ** 2 + ((y - 0.05) / 0.2) ** 2) <= 1.0
     out[ear & ~(y > hairline)] = t["skin"] * 0.9
-    if t["hat"] is not None:
-        out[y > 0.55 - 0.25 * (alpha < 0.9) * (y > 0.4)] = t["hat"]
+    if t["hat"] is not None:  # a cap: crown, and a darker peak over the face
+        out[y > 0.38] = t["hat"]
+        out[(alpha < 0.8) & (y > 0.3) & (y <= 0.42)] = t["hat"] * 0.6
     return out
 
 

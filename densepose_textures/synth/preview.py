@@ -10,7 +10,7 @@ import numpy as np
 
 from ..atlas import atlas_to_image
 from ..errors import InputError
-from ..imageio import read_iuv, read_rgb
+from ..imageio import read_iuv, read_rgb, write_rgb
 from .dataset import TRUTH_FILE, iuv_path, read_truth
 
 # one colour per part (0 = background), spread around the hue circle, neighbours distinct
@@ -74,3 +74,18 @@ def preview_grid(root, *, ids=6, images=4, pids=None):
         rows.append(np.concatenate(pics + blank + [gap] + iuvs + blank + [gap, atlas], axis=1))
     sep = np.full((4, rows[0].shape[1], 3), 255, np.uint8)
     return np.concatenate([x for r in rows for x in (r, sep)][:-1], axis=0)
+
+
+def write_png(path, grid, colours=0):
+    """Write the grid as PNG; ``colours`` > 0 stores a palette of that many colours (a smaller file)."""
+    if not colours:
+        write_rgb(path, grid)
+        return
+    if not 2 <= colours <= 256:
+        raise InputError(f"colours={colours}: a PNG palette holds 2 to 256 colours (0: full colour)")
+    from PIL import Image
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(grid).quantize(colors=colours, method=Image.Quantize.MEDIANCUT,
+                                           dither=Image.Dither.NONE)
+    image.save(path, optimize=True)

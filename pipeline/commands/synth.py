@@ -61,18 +61,19 @@ def synth(out, ids, images_per_id, cameras, seed, image_size, texture_size, jobs
 @click.option("--ids", type=int, default=6, show_default=True, help="Identities (rows).")
 @click.option("--images", type=int, default=4, show_default=True, help="Images per identity.")
 @click.option("--scale", type=int, default=1, show_default=True, help="Integer zoom of the picture.")
+@click.option("--colours", type=int, default=0, show_default=True,
+              help="Store a palette of this many colours (2-256; a smaller file); 0: full colour.")
 @user_errors
-def synth_preview(root, out, ids, images, scale):
+def synth_preview(root, out, ids, images, scale, colours):
     """Draw a grid: per identity, its images, their IUV coloured by part, and its atlas."""
     import cv2
 
-    from densepose_textures.imageio import write_rgb
-    from densepose_textures.synth.preview import preview_grid
+    from densepose_textures.synth.preview import preview_grid, write_png
 
     if ids < 1 or images < 1 or scale < 1:
         raise InputError("--ids, --images and --scale must be 1 or more")
     grid = preview_grid(Path(root) if root else raw_root("synth"), ids=ids, images=images)
     if scale > 1:
         grid = cv2.resize(grid, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-    write_rgb(out, grid)
+    write_png(out, grid, colours)
     click.echo(f"{out}: {grid.shape[1]}x{grid.shape[0]}")
