@@ -8,7 +8,7 @@ rounded cone (``cone``: spheres of radius ``ra`` at the origin and ``rb`` at (0,
 by their tangent cone). ``world = centre + frame @ (scale * local)``. Limb frames have columns
 (outward lateral, limb axis from proximal to distal, forward), so a left limb's frame is the
 mirror image of the right limb's; torso, head, hands and feet use the body's own x (the person's
-left) for both sides. The charts in :mod:`.raycast` therefore mirror exactly (see :mod:`.charts`).
+left) for both sides. The charts in :mod:`.raycast` therefore mirror exactly (see :mod:`.mirror_map`).
 """
 
 from dataclasses import dataclass, replace
@@ -48,7 +48,7 @@ class Pose:
 @dataclass(frozen=True)
 class Primitive:
     kind: str  # "cone" | "ellipsoid"
-    chart: str  # "torso" | "head" | "leg" | "arm" | "hand" | "foot" (see raycast.CHARTS)
+    chart: str  # "torso" | "head" | "leg" | "arm" | "hand" | "foot" | "bag" (see raycast)
     parts: tuple  # the DensePose parts this primitive carries (order fixed by its chart)
     centre: np.ndarray  # (3,)
     frame: np.ndarray  # (3, 3) columns = local axes in world
@@ -127,6 +127,30 @@ HEAD_PARTS = (24, 23)  # (left, right)
 
 def pose_body(shape, pose):
     """The body's primitives, posed, in world coordinates (units of stature * ``shape.height``)."""
+    return _pose(shape, pose)[0]
+
+
+def bag_primitive(shape, pose, kind, side):
+    """A bag carried on the ``side`` hip (``kind`` "shoulder") or in that hand ("hand").
+
+    Not a body part: the renderer draws it in front of or behind the body by depth, and the IUV
+    calls its pixels background.
+    """
+    _, joints = _pose(shape, pose)
+    h, s = shape.height, SIDE_SIGN[side]
+    root, upper = joints["root"], joints["upper"]
+    if kind == "shoulder":
+        centre = joints["pelvis"] + upper @ np.array([s * (0.1 * shape.girth + 0.04), -0.03, 0.01])
+        rot, radii = upper, np.array([0.03, 0.065, 0.085])
+    else:
+        wrist, rot = joints["wrist"][side]
+        centre = wrist + rot @ np.array([0.0, -0.1, 0.0])
+        radii = np.array([0.028, 0.07, 0.09])
+    return Primitive("ellipsoid", "bag", (), h * (root @ centre), root @ rot, h * radii)
+
+
+def _pose(shape, pose):
+    """(primitives, joints) of the posed body; joints in body units before the root rotation."""
     h, g = shape.height, shape.girth
     root = rot_x(pose.pitch) @ rot_y(pose.yaw)
     prims = []
@@ -150,6 +174,7 @@ def pose_body(shape, pose):
     add("ellipsoid", "head", HEAD_PARTS, head_c, upper @ rot_y(pose.head_yaw), np.eye(3),
         shape.head * np.array([0.058, 0.078, 0.07]))
 
+    joints = {"root": root, "upper": upper, "pelvis": pelvis, "wrist": {}}
     for side in (LEFT, RIGHT):
         s = SIDE_SIGN[side]
         limb_axes = np.diag([s, -1.0, 1.0])  # (outward, down, forward) at rest
@@ -178,9 +203,10 @@ def pose_body(shape, pose):
         add("cone", "arm", ARM_PARTS["lower"][side], el_j, el_rot, limb_axes, np.ones(3),
             fore_len, 0.03 * g, 0.022 * g)
         wrist = el_j + el_rot @ np.array([0.0, -fore_len, 0.0])
+        joints["wrist"][side] = (wrist, el_rot)
         add("ellipsoid", "hand", (HAND_PART[side],), wrist + el_rot @ np.array([0.0, -0.04, 0.0]),
             el_rot, body_axes, np.array([0.019, 0.048, 0.032]))
-    return prims
+    return prims, joints
 
 
 def world_bounds(prims):

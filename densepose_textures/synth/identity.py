@@ -11,7 +11,7 @@ import numpy as np
 
 from ..atlas import texel_to_uv
 from ..parts import NUM_PARTS
-from .body import BodyShape
+from .body import LEFT, BodyShape
 
 CLOTH = np.array([
     (28, 28, 32), (58, 58, 64), (120, 120, 124), (222, 222, 216), (32, 42, 84), (52, 92, 168),
@@ -24,6 +24,7 @@ HAIR = np.array([(24, 20, 18), (58, 40, 26), (108, 74, 44), (196, 166, 108), (15
 HAIR_WEIGHTS = np.array([10, 8, 4, 2, 1], dtype=np.float64)
 SHOES = np.array([(20, 20, 22), (230, 230, 228), (90, 60, 40), (110, 110, 115), (30, 38, 70)], dtype=np.float64)
 
+BAGS = np.array([(22, 20, 20), (92, 58, 36), (140, 104, 70), (200, 190, 170), (120, 20, 30)], dtype=np.float64)
 HAT_COLOURS = [0, 2, 3, 4, 5, 7]  # black, grey, white, navy, blue, red
 TOP_KINDS = ("plain", "stripes", "checks", "yoke", "jacket")
 TOP_WEIGHTS = np.array([8, 3, 2, 2, 3], dtype=np.float64)
@@ -74,7 +75,10 @@ def draw_traits(rng):
         "logo": _other_colour(rng, top_i)[0] if rng.random() < 0.45 else None,
         "logo_shape": int(rng.integers(0, 3)),
         "logo_at": float(rng.choice([0.5, 0.62])),
-        "backpack": _pick(rng, CLOTH, CLOTH_WEIGHTS)[0] if rng.random() < 0.4 else None,
+        "backpack": _pick(rng, CLOTH, CLOTH_WEIGHTS)[0] if rng.random() < 0.35 else None,
+        "bag": _pick(rng, BAGS)[0] if rng.random() < 0.25 else None,
+        "bag_kind": "shoulder" if rng.random() < 0.6 else "hand",
+        "bag_side": int(rng.integers(0, 2)),  # body.LEFT or body.RIGHT
     }
 
 
@@ -92,7 +96,7 @@ def _ellipse(v, u, cv, cu, rv, ru):
     return ((v - cv) / rv) ** 2 + ((u - cu) / ru) ** 2 <= 1.0
 
 
-def _paint_torso(t, u, v, front, rng):
+def _paint_torso(t, u, v, front):
     """Torso chart: u = height (0 hips .. 1 shoulders), v = across (0.5 the midline)."""
     out = np.empty(u.shape + (3,))
     out[:] = t["top"]
@@ -130,6 +134,10 @@ def _paint_torso(t, u, v, front, rng):
             out[rim] = t["backpack"] * 0.65
             pocket = (np.abs(v - 0.5) < 0.15) & (u > 0.38) & (u < 0.56)
             out[pocket] = np.clip(t["backpack"] * 1.15 + 10, 0, 255)
+    if t["bag"] is not None and t["bag_kind"] == "shoulder":  # strap from the other shoulder to the bag
+        towards = 1.0 if t["bag_side"] == LEFT else -1.0  # the person's left is v = 1
+        line = 0.5 - 0.22 * towards + 0.62 * towards * (1.0 - u) / 0.7
+        out[(np.abs(v - line) < 0.03) & (u > 0.3)] = t["bag"] * 0.8
     out[u < TORSO_WAIST] = t["bottom"]
     out[np.abs(u - TORSO_WAIST) < 0.018] = t["bottom"] * 0.55  # belt
     return out
@@ -162,7 +170,7 @@ def paint_texture(t, size, rng):
     atlas = np.zeros((NUM_PARTS, size, size, 3))
     for part in range(1, NUM_PARTS + 1):
         if part in (1, 2):
-            img = _paint_torso(t, u, v, part == 2, rng)
+            img = _paint_torso(t, u, v, part == 2)
         elif part in (23, 24):
             img = _paint_head(t, u, v, part == 24)
         elif part in (3, 4):

@@ -18,6 +18,8 @@ Charts (local coordinates of the canonical shape; see :mod:`.body` for the frame
 - ``hand`` / ``foot``: U = angle around the long axis, turning the same way for both sides
   (so mirror: U -> 1 - U), V along the long axis (hand: 1 wrist .. 0 fingertips; foot:
   0 heel .. 1 toes).
+
+A primitive with no parts (a carried bag) gives depth and normals, and part 0.
 """
 
 import numpy as np
@@ -147,8 +149,11 @@ def cast(prims, xs, ys):
         closer = t < depth[rs, cs]
         if not closer.any():
             continue
-        idx, pu, pv = _chart(prim, p)
-        parts = np.asarray(prim.parts, dtype=np.int64)[idx]
+        if prim.parts:
+            idx, pu, pv = _chart(prim, p)
+            parts = np.asarray(prim.parts, dtype=np.int64)[idx]
+        else:  # not a body part (a bag): depth and normals only
+            parts = pu = pv = np.zeros(p.shape[1])
         n = (a.T @ grad).T  # (N, 3) world gradient
         n /= np.linalg.norm(n, axis=1, keepdims=True) + 1e-12
         for arr, val in ((part, parts), (u, pu), (v, pv)):

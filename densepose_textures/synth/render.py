@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from ..atlas import uv_to_texel
-from .body import mirror_pose, pose_body, walking_pose, world_bounds
+from .body import bag_primitive, mirror_pose, pose_body, walking_pose, world_bounds
 from .identity import make_identity
 from .raycast import cast
 
@@ -237,6 +237,13 @@ def passer_by(camera, size, placement, rng):
     return render_person(other.shape, pose, other.texture, size, near)
 
 
+def _paint(image, person, lit):
+    """Draw a rendered person's pixels; returns its mask."""
+    mask = person.iuv[..., 0] > 0
+    image[mask] = lit[mask]
+    return mask
+
+
 def render_image(identity, camera, size, seed, *, occlusion_rate=0.2, passer_rate=0.2):
     """One camera image of ``identity``: (image uint8 (H, W, 3), iuv uint8 (H, W, 3), info dict).
 
@@ -252,18 +259,25 @@ def render_image(identity, camera, size, seed, *, occlusion_rate=0.2, passer_rat
     iuv = person.iuv.copy()
 
     image = background(camera, size, rng)
-    shadow(image, person.iuv, rng)
     hidden = np.zeros((h, w), dtype=bool)
-    if rng.random() < passer_rate:
-        other = passer_by(camera, size, placement, rng)
-        other_fg = other.iuv[..., 0] > 0
-        in_front = rng.random() < 0.5
-        shadow(image, other.iuv, rng)
-        lit = shade(other, camera, rng)
-        image[other_fg] = lit[other_fg]
-        if in_front:
-            hidden |= other_fg
-    image[fg & ~hidden] = shade(person, camera, rng)[fg & ~hidden]
+    other = passer_by(camera, size, placement, rng) if rng.random() < passer_rate else None
+    in_front = other is not None and rng.random() < 0.5
+    for someone in (person, other):
+        if someone is not None:
+            shadow(image, someone.iuv, rng)
+    if other is not None and not in_front:
+        _paint(image, other, shade(other, camera, rng))
+    image[fg] = shade(person, camera, rng)[fg]
+    bag = identity.traits.get("bag")
+    if bag is not None:
+        prim = bag_primitive(identity.shape, pose, identity.traits["bag_kind"], identity.traits["bag_side"])
+        _, _, _, depth, normal = cast([prim], *pixel_centres(size, placement))
+        mask = depth < person.depth
+        gain = camera.ambient + (1.0 - camera.ambient) * np.clip(normal @ camera.light, 0.0, 1.0)
+        image[mask] = (bag * gain[..., None])[mask]
+        hidden |= mask
+    if in_front:
+        hidden |= _paint(image, other, shade(other, camera, rng))
     if rng.random() < occlusion_rate:
         mask, obj = occluder(size, rng)
         image[mask] = obj[mask]
