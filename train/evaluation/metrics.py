@@ -11,12 +11,12 @@ from a cumulative count of the valid entries. NaN distances rank last, as in
 a stable ``np.argsort``. Runs on the device of ``distmat`` (numpy -> CPU).
 """
 
-import contextlib
-
 import numpy as np
 import torch
 
 from densepose_textures.errors import InputError
+
+from .threads import single_threaded
 
 AP_FORMS = ("noninterp", "trapezoid")
 
@@ -119,21 +119,6 @@ def _match_ranks(dist, rows_offset, thresholds, q_pids, q_camids, g_pids, g_cami
     return rows[match], rank[match], ordinal[match]
 
 
-@contextlib.contextmanager
-def _single_threaded(device):
-    """One torch thread on CPU: the heavy passes are numpy's, and torch's threads on the small flat
-    arrays only cost (30x slower measured on a loaded 2-core machine)."""
-    if device.type != "cpu":
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50, ap="noninterp",
                   per_query=False, chunk_elements=1 << 23):
     """CMC, mAP and mINP of a (Q, G) distance matrix (numpy or torch; runs on its device).
@@ -145,7 +130,7 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50, ap="
     ``per_query``, also ``ap``, ``inp`` (NaN for skipped queries) and ``first_rank`` (0 for skipped).
     """
     dist = _tensor(distmat, "distmat")
-    with _single_threaded(dist.device):
+    with single_threaded(dist.device):
         return _evaluate_rank(dist, q_pids, g_pids, q_camids, g_camids, max_rank, ap, per_query, chunk_elements)
 
 

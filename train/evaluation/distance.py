@@ -1,0 +1,44 @@
+"""Query x gallery distances in chunks of queries (bounded memory), on the features' device."""
+
+import torch
+import torch.nn.functional as F
+
+from densepose_textures.errors import InputError
+
+METRICS = ("euclidean", "cosine")
+
+
+def as_features(x, name):
+    """A floating (N, D) tensor from a numpy array or tensor."""
+    t = x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(x)
+    if t.ndim != 2 or t.shape[1] == 0:
+        raise InputError(f"{name}: expected a (N, D) feature matrix, got shape {tuple(t.shape)}")
+    return t if t.is_floating_point() else t.float()
+
+
+def pairwise_distance(qf, gf, metric="euclidean", normalize=True, chunk_size=2048):
+    """(Q, G) distances between query and gallery features, computed ``chunk_size`` queries at a time.
+
+    ``euclidean``: Euclidean distance (not squared); ``cosine``: 1 - cosine similarity (always on
+    L2-normalised features). ``normalize`` L2-normalises both sets first. Runs on ``qf``'s device;
+    the result has the features' dtype.
+    """
+    if metric not in METRICS:
+        raise InputError(f"metric={metric!r}: expected one of {', '.join(METRICS)}")
+    qf, gf = as_features(qf, "query features"), as_features(gf, "gallery features")
+    if qf.shape[1] != gf.shape[1]:
+        raise InputError(f"query features are {qf.shape[1]}-d but gallery features {gf.shape[1]}-d")
+    gf = gf.to(qf.device, qf.dtype)
+    if normalize or metric == "cosine":
+        qf, gf = F.normalize(qf, dim=1), F.normalize(gf, dim=1)
+    out = torch.empty(len(qf), len(gf), dtype=qf.dtype, device=qf.device)
+    g_sq = gf.pow(2).sum(1)
+    for start in range(0, len(qf), chunk_size):
+        q = qf[start:start + chunk_size]
+        block = out[start:start + len(q)]
+        torch.mm(q, gf.t(), out=block)  # (B, G) dot products
+        if metric == "cosine":
+            block.neg_().add_(1.0)
+        else:
+            block.mul_(-2.0).add_(q.pow(2).sum(1, keepdim=True)).add_(g_sq).clamp_(min=0).sqrt_()
+    return out
