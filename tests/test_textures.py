@@ -127,12 +127,29 @@ def test_store_of_another_dataset_is_refused(tmp_path, synth_root, synth_iuv_sto
                           labels=labels, progress=False)
 
 
+def test_an_unreadable_image_is_named_and_finished_shards_are_kept(tmp_path, synth_root, synth_iuv_store):
+    import shutil
+
+    root = tmp_path / "synth"
+    shutil.copytree(synth_root, root)
+    key = IUVStore(synth_iuv_store).keys[25]
+    (root / key).write_bytes(b"not a jpeg")
+    with pytest.raises(InputError, match=key):
+        build(tmp_path / "set", synth_iuv_store, root, jobs=2)
+    assert (partial_dir(tmp_path / "set") / shard_name(0)).is_file() and not (tmp_path / "set").exists()
+
+
 @pytest.mark.slow
 def test_dask_cluster_gives_the_same_bytes(tmp_path, synth_root, synth_iuv_store):
-    joblib = pytest.importorskip("joblib")
-    distributed = pytest.importorskip("distributed")
-    build(tmp_path / "local", synth_iuv_store, synth_root, jobs=1)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
-            distributed.Client(cluster), joblib.parallel_config(backend="dask"):
-        build(tmp_path / "dask", synth_iuv_store, synth_root, jobs=2)
+    """`gen-textures --parallel dask` (a local cluster of 2 workers) writes the bytes local processes write."""
+    pytest.importorskip("distributed")
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    common = ["gen-textures", "--dataset", "synth", "--root", str(synth_root), "--iuv", str(synth_iuv_store),
+              "--size", "16", "--shard-size", "10", "--chunk-size", "4", "--jobs", "2"]
+    for name, parallel in (("local", "processes"), ("dask", "dask")):
+        result = CliRunner().invoke(main, common + ["--parallel", parallel, "--out", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
     assert digests(tmp_path / "local") == digests(tmp_path / "dask")
