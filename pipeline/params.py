@@ -116,7 +116,7 @@ class TrainParams:
     channels_last: bool = False
     compile: bool = False
     checkpoint_every: int = 5
-    eval_every: int = 0  # 0: only at the end
+    eval_every: int = 0  # test-split Rank-1/mAP (monitoring only) every N epochs; 0: at the end; -1: never
     picture_every: int = 5
 
 
@@ -132,6 +132,8 @@ class EvalParams:
     max_rank: int = 50
     hardest: int = 8  # rank-list pictures for the N hardest queries
     batch_size: int = 128
+    workers: int = 2  # image-loading processes during feature extraction
+    device: str = "auto"  # auto | cpu | cuda
 
 
 @dataclass

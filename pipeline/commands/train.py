@@ -1,10 +1,56 @@
 """``sanreid train`` and ``sanreid export``."""
 
+from dataclasses import asdict
+import os
 from pathlib import Path
 
 import click
 
-from .common import user_errors
+from .common import params_from_context, user_errors
+
+
+# --- train ------------------------------------------------------------------------------------
+
+@click.command("train")
+@click.option("--dataset", required=True, help="Training dataset name (sanreid datasets list).")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Dataset root (default: data/raw/<dataset>).")
+@click.option("--textures", type=click.Path(path_type=Path), default=None,
+              help="Texture set of the san variant (default: data/textures/<dataset>/).")
+@click.option("--variant", type=click.Choice(["baseline", "san"]), required=True,
+              help="baseline: the encoder alone; san: encoder + texture decoder + TR constraints.")
+@click.option("--epochs", type=int, default=None, help="Main epochs, after the warm-up (default: train.epochs).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output directory: last.pt, dvclive logs, pictures (default: data/models/<dataset>/<variant>/).")
+@click.option("--resume", is_flag=True, default=False, help="Continue from <out>/last.pt exactly.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Override a train setting, e.g. --set optim.profile=joint --set data.workers=0 (repeatable).")
+@user_errors
+def train(dataset, root, textures, variant, epochs, out, resume, assignments):
+    """Train the baseline or SAN on one dataset; checkpoints, logs and pictures go to --out."""
+    from pipeline import datasets, paths
+    from pipeline.params import override, with_options
+    from train.run import train_model
+
+    params = params_from_context()
+    settings = with_options(override(params.train, assignments), epochs=epochs)
+    ds = datasets.load(dataset, root)
+    if variant == "san" and textures is None:
+        textures = paths.texture_set(ds.name)
+    out = out or paths.model_dir(ds.name, variant)
+    ev = params.eval
+    last = train_model(
+        root=ds.root, train_items=ds.train, query_items=ds.query, gallery_items=ds.gallery, out_dir=out,
+        variant=variant, textures=textures if variant == "san" else None,
+        model=asdict(settings.model), data=asdict(settings.data), optim=asdict(settings.optim),
+        loss=asdict(settings.loss), epochs=settings.epochs, seed=settings.seed, device=settings.device,
+        amp=settings.amp, channels_last=settings.channels_last, compile=settings.compile,
+        checkpoint_every=settings.checkpoint_every, eval_every=settings.eval_every,
+        picture_every=settings.picture_every, resume=resume,
+        evaluation=dict(metric=ev.metric, normalize=ev.normalize, flip=ev.flip, batch_size=ev.batch_size),
+    )
+    if os.environ.get("RANK", "0") == "0":
+        click.echo(f"wrote {last}")
 
 
 # --- export (the inference encoder of a checkpoint) ---------------------------------------------

@@ -1,0 +1,101 @@
+"""Training checkpoints: everything needed to continue a run exactly, loadable with ``weights_only=True``.
+
+A checkpoint is a dict: ``model`` (SAN state dict), ``model_args``, ``preprocess``
+(``height``, ``width``, ``mean``, ``std``), ``optim`` (all optimisers, lr schedule,
+AMP scaler), ``sampler``, ``rng`` (torch, CUDA, numpy and Python generator states as
+tensors and lists), ``epoch`` (completed epochs) and ``run`` (the run's settings,
+checked on resume). Files are written to a temporary name and renamed, so a kill
+never leaves a half-written ``last.pt``.
+"""
+
+import logging
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from densepose_textures.errors import InputError
+
+log = logging.getLogger(__name__)
+
+LAST = "last.pt"
+
+
+def rng_state():
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+                  "gauss": float(gauss)},
+        "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
+    }
+
+
+def set_rng_state(state):
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
+
+
+def bare_model(model):
+    """The module under DDP and torch.compile wrappers (its state dict keys carry no prefixes)."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+
+def save_checkpoint(path, *, model, model_args, preprocess, optim, sampler, epoch, run):
+    record = {
+        "model": {k: v.detach().cpu() for k, v in bare_model(model).state_dict().items()},
+        "model_args": dict(model_args),
+        "preprocess": dict(preprocess),
+        "optim": optim.state_dict(),
+        "sampler": sampler.state_dict(),
+        "rng": rng_state(),
+        "epoch": int(epoch),
+        "run": dict(run),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(record, tmp)
+    os.replace(tmp, path)
+    log.info("saved checkpoint %s (epoch %d)", path, epoch)
+    return path
+
+
+def load_checkpoint(path):
+    """The checkpoint dict of ``path`` (tensors on the CPU); InputError naming the file if unreadable."""
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InputError(f"checkpoint {path} not found") from None
+    except Exception as err:  # truncated or foreign file: name it
+        raise InputError(f"cannot read checkpoint {path} ({err}): delete it to start afresh") from err
+
+
+def check_resumable(record, path, *, model_args, run):
+    """InputError when the checkpoint at ``path`` was made with other settings than this run's."""
+    for name, mine, theirs in (("model", model_args, record["model_args"]), ("run", run, record["run"])):
+        diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        if diff:
+            shown = ", ".join(f"{k}: {theirs.get(k)!r} -> {mine.get(k)!r}" for k in diff)
+            raise InputError(f"cannot resume {path}: it was trained with other {name} settings ({shown}); "
+                             "resume with the same settings, or drop --resume (or choose another --out) to start afresh")
+
+
+def restore(record, *, model, optim, sampler):
+    """Load a checkpoint's state into the run; returns the number of completed epochs."""
+    bare_model(model).load_state_dict(record["model"])
+    optim.load_state_dict(record["optim"])
+    sampler.load_state_dict(record["sampler"])
+    set_rng_state(record["rng"])
+    return int(record["epoch"])

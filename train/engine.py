@@ -1,0 +1,141 @@
+"""The training loop. It knows nothing about SAN: a module maps a prepared batch to
+``(losses dict, visuals)``, an :class:`train.optim.Optimization` turns the losses into
+steps, and checkpointing, evaluation, pictures and logging are small pieces the
+caller runs at the end of each epoch.
+"""
+
+import contextlib
+import logging
+import os
+import time
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device, amp):
+    """Mixed precision context for ``amp`` in ``none``, ``bf16``, ``fp16``."""
+    if amp == "none":
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=AMP_DTYPES[amp])
+
+
+# -- distributed -------------------------------------------------------------------------------
+
+def setup_distributed(device="auto"):
+    """(rank, world_size, device) from torchrun's environment; the process group is started when world > 1.
+
+    ``device``: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``. Backend nccl on
+    CUDA, gloo on CPU; each rank takes the GPU of its LOCAL_RANK.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank if world > 1 else torch.cuda.current_device())
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
+def barrier():
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def mean_over_ranks(values, device):
+    """Average a dict of floats across processes (identity when not distributed)."""
+    if not (dist.is_available() and dist.is_initialized()) or not values:
+        return values
+    names = sorted(values)
+    t = torch.tensor([values[n] for n in names], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    t /= dist.get_world_size()
+    return dict(zip(names, t.tolist()))
+
+
+# -- the loop ----------------------------------------------------------------------------------
+
+def train_epoch(module, loader, optim, prepare, *, device, amp="none", epoch=0, world_size=1, progress=True):
+    """One pass over ``loader``. Returns (mean of each loss, images/s, (inputs, visuals) of the last batch)."""
+    module.train()
+    sums, steps, images = {}, 0, 0
+    last = None
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}", unit="batch", disable=not progress, leave=False, dynamic_ncols=True)
+    start = time.perf_counter()
+    for batch in bar:
+        inputs = prepare(batch)
+        with optim.forward_context(module), autocast(device, amp):
+            losses, visuals = module(**inputs)
+        optim.step(losses)
+        for name, value in losses.items():
+            value = value.detach().float()
+            sums[name] = sums[name] + value if name in sums else value
+        steps += 1
+        images += len(inputs["pids"]) * world_size
+        last = (inputs, visuals)
+        if progress and (steps % 10 == 1 or steps == len(loader)):
+            rate = images / max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix({"img/s": f"{rate:.1f}", **{n: f"{v.item() / steps:.3f}" for n, v in sums.items()}})
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elapsed = time.perf_counter() - start
+    means = {name: (value / max(steps, 1)).item() for name, value in sums.items()}
+    return means, images / max(elapsed, 1e-9), last
+
+
+def fit(module, loader, sampler, optim, prepare, *, start_epoch, total_epochs, device, amp="none", world_size=1,
+        progress=True, on_epoch_end=None):
+    """Epochs ``start_epoch`` .. ``total_epochs - 1``; ``on_epoch_end(epoch, stats, last)`` after each."""
+    for epoch in range(start_epoch, total_epochs):
+        sampler.set_epoch(epoch)
+        optim.set_epoch(epoch)
+        lrs = optim.lrs()
+        means, rate, last = train_epoch(module, loader, optim, prepare, device=device, amp=amp, epoch=epoch,
+                                        world_size=world_size, progress=progress)
+        means = mean_over_ranks(means, device)
+        stats = {**{f"loss/{k}": v for k, v in means.items()}, **{f"lr/{k}": v for k, v in lrs.items()},
+                 "images_per_s": rate}
+        log.info("epoch %d/%d: %s, %.1f images/s", epoch + 1, total_epochs,
+                 ", ".join(f"{k} {v:.4f}" for k, v in means.items()), rate)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, stats, last)
+
+
+class Logger:
+    """dvclive metrics and images on the main process; a no-op elsewhere. One dvclive step per epoch."""
+
+    def __init__(self, directory, *, resume, step, enabled=True):
+        self.live = None
+        if enabled:
+            from dvclive import Live
+
+            self.live = Live(dir=str(directory), resume=resume, save_dvc_exp=False, dvcyaml=False)
+            self.live.step = step
+
+    def log(self, metrics):
+        if self.live is not None:
+            for name, value in metrics.items():
+                self.live.log_metric(name, float(value))
+
+    def image(self, name, array):
+        if self.live is not None:
+            self.live.log_image(name, array)
+
+    def next_step(self):
+        if self.live is not None:
+            self.live.next_step()
+
+    def end(self):
+        if self.live is not None:
+            self.live.end()

@@ -1,0 +1,42 @@
+"""SAN's training objective: the model plus its losses, returning a dict of weighted losses.
+
+The engine and the optimisers only see the dict (``id``, ``triplet`` and, with a
+decoder, ``texture``, ``tr``); this is the one place that knows SAN's outputs.
+"""
+
+import torch
+from torch import nn
+
+from .losses import batch_hard_triplet, cross_entropy_smooth, texture_l1, triplet_reid_constraints
+
+
+class SANObjective(nn.Module):
+    """``forward(images, pids, target=None, mask=None, provenance=None) -> (losses, texture or None)``.
+
+    ``provenance_weights``: optional weight of each fill step 0, 1, 2, ... of the target's texels
+    (steps beyond the list weigh 1); empty: uniform (the faithful recipe).
+    """
+
+    def __init__(self, model, *, label_smoothing, triplet_margin, texture_weight, tr_weight, tr_margin,
+                 provenance_weights=()):
+        super().__init__()
+        self.model = model
+        self.label_smoothing, self.triplet_margin = label_smoothing, triplet_margin
+        self.texture_weight, self.tr_weight, self.tr_margin = texture_weight, tr_weight, tr_margin
+        table = torch.ones(256)
+        table[:len(provenance_weights)] = torch.tensor(list(provenance_weights), dtype=torch.float32)
+        self.register_buffer("provenance_table", table, persistent=False)
+        self.weighted = len(provenance_weights) > 0
+
+    def forward(self, images, pids, target=None, mask=None, provenance=None):
+        out = self.model(images)
+        losses = {
+            "id": cross_entropy_smooth(out["logits"], pids, self.label_smoothing),
+            "triplet": batch_hard_triplet(out["feat"], pids, self.triplet_margin),
+        }
+        texture = out.get("texture")
+        if texture is not None:
+            weights = self.provenance_table[provenance.long()] if self.weighted else None  # (B, 1, 6P, 4P)
+            losses["texture"] = self.texture_weight * texture_l1(texture, target, mask, weights)
+            losses["tr"] = self.tr_weight * triplet_reid_constraints(out["dec_maps"], pids, self.tr_margin)
+        return losses, texture
