@@ -152,3 +152,21 @@ def test_write_dataset_refuses_bad_settings(tmp_path, kwargs, match):
 def test_read_truth_names_the_missing_file(tmp_path):
     with pytest.raises(InputError, match="textures.h5"):
         read_truth(tmp_path)
+
+
+def test_identities_share_colours_and_show_different_things_front_and_back():
+    people = [make_identity(i, i, 32) for i in range(100)]
+    pairs = [(p.traits["top_index"], p.traits["bottom_index"]) for p in people]
+    twins = np.mean([pairs.count(pair) > 1 for pair in pairs])
+    assert len({top for top, _ in pairs}) <= 15 and twins >= 0.2  # many look alike from afar
+
+    def front_back_change(p):  # fraction of torso texels that differ clearly, front vs back
+        diff = np.abs(p.texture[1].astype(int) - p.texture[0].astype(int)).sum(-1)
+        return (diff > 60).mean()
+
+    marked = [front_back_change(p) for p in people if p.traits["backpack"] is not None]
+    plain = [front_back_change(p) for p in people if p.traits["backpack"] is None and p.traits["logo"] is None
+             and p.traits["bag"] is None and not p.traits["long_hair"] and p.traits["top_kind"] != "jacket"]
+    assert len(marked) >= 20 and len(plain) >= 8
+    assert np.mean(marked) > 4 * np.mean(plain) and min(marked) > 0.1
+    assert np.std([p.shape.height for p in people]) > 0.02 and np.std([p.shape.girth for p in people]) > 0.03

@@ -59,8 +59,8 @@ def _check(ids, images_per_id, cameras, image_size, texture_size, jobs):
         raise InputError(f"cameras={cameras}: the Market-1501 file names allow 2 to {MAX_CAMERAS} cameras")
     if ids < 2:
         raise InputError(f"ids={ids}: at least 2 identities are needed (half train, half test)")
-    if images_per_id < 2:
-        raise InputError(f"images_per_id={images_per_id}: at least 2 are needed (a query and a gallery image)")
+    if not 2 <= images_per_id <= 10_000:
+        raise InputError(f"images_per_id={images_per_id}: use 2 (a query and a gallery image) to 10000")
     if ids > 9999:
         raise InputError(f"ids={ids}: the file names hold 4-digit identities (at most 9999)")
     h, w = image_size
@@ -81,7 +81,7 @@ def plan_images(ids, images_per_id, cameras, rng):
         cams = rng.permutation(cameras)[:m]
         assigned = np.concatenate([cams, rng.choice(cams, images_per_id - m)])
         rng.shuffle(assigned)
-        frames = np.sort(rng.choice(np.arange(1, 200_000), images_per_id, replace=False)) * 5 + 1
+        frames = (np.sort(rng.choice(199_999, images_per_id, replace=False)) + 1) * 5 + 1  # < 1e6
         if pid <= n_train:
             splits = ["train"] * images_per_id
         else:
@@ -194,8 +194,10 @@ def _write_truth(path, identities, plans, facts, settings):
     tmp = path.with_suffix(".tmp")
     with h5py.File(tmp, "w") as f:
         p = identities[0].texture.shape[1]
-        f.create_dataset("texture", data=np.stack([i.texture for i in identities]),
-                         chunks=(1, 24, p, p, 3), compression="gzip", compression_opts=1)
+        textures = f.create_dataset("texture", (len(identities), 24, p, p, 3), dtype=np.uint8,
+                                    chunks=(1, 24, p, p, 3), compression="gzip", compression_opts=1)
+        for i, identity in enumerate(identities):
+            textures[i] = identity.texture
         f.create_dataset("pid", data=np.array([i.pid for i in identities], dtype=np.int32))
         f.create_dataset("body_shape", data=np.array(
             [[i.shape.height, i.shape.girth, i.shape.legs, i.shape.head, i.shape.depth] for i in identities],

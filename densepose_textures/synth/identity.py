@@ -75,7 +75,7 @@ def draw_traits(rng):
         "logo": _other_colour(rng, top_i)[0] if rng.random() < 0.45 else None,
         "logo_shape": int(rng.integers(0, 3)),
         "logo_at": float(rng.choice([0.5, 0.62])),
-        "backpack": _pick(rng, CLOTH, CLOTH_WEIGHTS)[0] if rng.random() < 0.35 else None,
+        "backpack": _other_colour(rng, top_i)[0] if rng.random() < 0.35 else None,
         "bag": _pick(rng, BAGS)[0] if rng.random() < 0.25 else None,
         "bag_kind": "shoulder" if rng.random() < 0.6 else "hand",
         "bag_side": int(rng.integers(0, 2)),  # body.LEFT or body.RIGHT
