@@ -64,8 +64,11 @@ def charts_to_results(coarse_segm, fine_segm, u, v, boxes_xyxy):
     sizes = xywh[:, 2:].tolist()
     for w, h in sorted({tuple(s) for s in sizes}):
         members = [i for i, s in enumerate(sizes) if s == [w, h]]
-        idx = torch.tensor(members, device=coarse_segm.device)
-        labels, uv = _resample(coarse_segm[idx], fine_segm[idx], u[idx], v[idx], h, w)
+        if len(members) == k:  # one size for all (box mode): no copy
+            labels, uv = _resample(coarse_segm, fine_segm, u, v, h, w)
+        else:
+            idx = torch.tensor(members, device=coarse_segm.device)
+            labels, uv = _resample(coarse_segm[idx], fine_segm[idx], u[idx], v[idx], h, w)
         for j, i in enumerate(members):
             results[i] = (labels[j], uv[j], tuple(int(c) for c in xywh[i]))
     return results
