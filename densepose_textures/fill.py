@@ -78,8 +78,10 @@ def _nearest(colour, known):
     m, size = known.shape[:2]
     holes = (~known).astype(np.uint8)
     labels = np.empty((m, size, size), np.int32)
-    for i in range(m):  # one call per part: 2x faster than scipy's exact transform
-        labels[i] = cv2.distanceTransformWithLabels(holes[i], cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)[1]
+    distance = np.empty((size, size), np.float32)
+    transform, l2, per_pixel = cv2.distanceTransformWithLabels, cv2.DIST_L2, cv2.DIST_LABEL_PIXEL
+    for hole, label in zip(holes, labels):  # one call per part (6 us): 2x faster than scipy's exact transform
+        transform(hole, l2, 5, distance, label, per_pixel)
     flat = known.reshape(m, -1)
     first = np.concatenate([[0], np.cumsum(flat.sum(axis=1))[:-1]])  # rank of each slab's first known texel
     source = np.flatnonzero(flat)[first[:, None] + labels.reshape(m, -1) - 1]  # (M, P P) into (M P P)
@@ -148,15 +150,16 @@ def fill_atlases(textures, observed, mirror=None, method="nearest"):
                          f"{textures.shape} and {observed.shape}")
     texture = textures.reshape(batch, -1, 3).copy()  # (B, N, 3), N = 24 P P
     known = observed.reshape(batch, -1).copy()
-    provenance = np.where(known, OBSERVED, NO_PERSON).astype(np.uint8)
+    provenance = np.where(known, np.uint8(OBSERVED), np.uint8(NO_PERSON))
     person = known.any(axis=1)
     texture[~person] = 0
     mirror_index = mirror_index_of(mirror, size)
     if mirror_index is not None:
-        image, texel = np.nonzero(~known & known[:, mirror_index])
-        texture[image, texel] = texture[image, mirror_index[texel]]
-        provenance[image, texel] = MIRROR
-        known[image, texel] = True
+        flat = np.flatnonzero(~known & known[:, mirror_index])  # into (B N)
+        texel = flat % known.shape[1]
+        texture.reshape(-1, 3)[flat] = texture.reshape(-1, 3)[flat - texel + mirror_index[texel]]
+        provenance.reshape(-1)[flat] = MIRROR
+        known.reshape(-1)[flat] = True
     _fill_in_part(texture, known, provenance, method, size)
 
     whole_parts = [(mirror_index, MIRROR), (_part_copy_index(LIMB_OTHER_SIDE, size), RELATED_PART),
