@@ -86,9 +86,17 @@ def test_float32_close_to_reference_and_changes_ranking():
     assert (np.argsort(plain, 1)[:, :5] != np.argsort(expected, 1)[:, :5]).any()  # re-ranking does something
 
 
+def test_fewer_items_than_k1_as_reference_slices():
+    qf, gf = clustered(6, 3, 10)
+    np.testing.assert_allclose(k_reciprocal(qf, gf, k1=20, k2=6).numpy(), reference_re_ranking(qf, gf, 20, 6, 0.3),
+                               atol=1e-5, rtol=0)
+    np.testing.assert_allclose(k_reciprocal(qf, gf, k1=4, k2=20).numpy(), reference_re_ranking(qf, gf, 4, 20, 0.3),
+                               atol=1e-5, rtol=0)
+
+
 def test_bad_input():
     qf, gf = clustered(6, 3, 10)
-    with pytest.raises(InputError, match="needs more than"):
-        k_reciprocal(qf, gf, k1=20)
+    with pytest.raises(InputError, match="k1 >= 1"):
+        k_reciprocal(qf, gf, k1=0)
     with pytest.raises(InputError, match="-d"):
         k_reciprocal(qf, gf[:, :5])
