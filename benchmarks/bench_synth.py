@@ -25,7 +25,8 @@ import numpy as np
 from densepose_textures.synth import raycast, write_dataset
 from densepose_textures.synth.body import pose_body, walking_pose
 from densepose_textures.synth.identity import make_identity
-from densepose_textures.synth.render import make_camera, pixel_centres, place, render_image
+from densepose_textures.synth.render import pixel_centres, place, render_image
+from densepose_textures.synth.scene import make_camera
 from pipeline.params import SynthParams
 
 

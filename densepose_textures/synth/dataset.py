@@ -29,7 +29,8 @@ from ..imageio import write_iuv, write_rgb
 from ..mirror import MirrorMap
 from .identity import make_identity
 from .mirror_map import body_mirror_map
-from .render import make_camera, render_image
+from .render import render_image
+from .scene import make_camera
 
 log = logging.getLogger(__name__)
 
