@@ -145,6 +145,11 @@ class TextureSet:
     def __len__(self):
         return len(self.keys)
 
+    @property
+    def shard_files(self):
+        """Paths of the set's shard files, in record order."""
+        return [self.path / name for name in self._shard_files]
+
     def __repr__(self):
         return f"TextureSet({str(self.path)!r}, n={len(self)}, P={self.size})"
 

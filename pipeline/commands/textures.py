@@ -70,7 +70,8 @@ def parallel_backend(parallel, jobs, scheduler=None):
 
 @click.command("gen-textures")
 @click.option("--dataset", required=True, help="Dataset name (see `sanreid datasets`); cuhk03 means labeled.")
-@click.option("--variant", default=None, help="cuhk03: labeled | detected (names the output cuhk03_<variant>).")
+@click.option("--variant", type=click.Choice(["labeled", "detected"]), default=None,
+              help="cuhk03 only: which boxes (names the output cuhk03_<variant>) [default: labeled].")
 @click.option("--root", type=click.Path(file_okay=False), default=None, help="Dataset root [default: data/raw/<dataset>].")
 @click.option("--iuv", "iuv_store", type=click.Path(dir_okay=False), default=None,
               help="IUV store [default: data/iuv/<dataset>.h5].")
@@ -140,7 +141,7 @@ def info(path):
     from densepose_textures.shards import TextureSet
 
     ts = TextureSet(path)
-    click.echo(f"{ts.path}: {len(ts)} images, P={ts.size}, {len(ts._shard_files)} shard(s)")
+    click.echo(f"{ts.path}: {len(ts)} images, P={ts.size}, {len(ts.shard_files)} shard(s)")
     for name, value in ts.attrs.items():
         click.echo(f"  {name}: {value}")
     stats = set_statistics(ts)
