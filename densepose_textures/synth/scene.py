@@ -51,10 +51,12 @@ def make_camera(index, seed):
     )
 
 
-def _smooth_noise(rng, size, cells, amplitude):
+def _smooth_noise(rng, size, cells, amplitude, chroma=0.25):
+    """(H, W, 3) smooth noise: mostly brightness, ``chroma`` of it colour."""
     h, w = size
-    grid = rng.normal(0.0, amplitude, (cells[0], cells[1], 3)).astype(np.float32)
-    return cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC)
+    grid = rng.normal(0.0, amplitude, (cells[0], cells[1], 1)) + rng.normal(0.0, chroma * amplitude,
+                                                                            (cells[0], cells[1], 3))
+    return cv2.resize(grid.astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
 
 
 def background(camera, size, rng):
@@ -84,7 +86,7 @@ def background(camera, size, rng):
         else:  # kerb, road marking
             y = horizon + int(rng.integers(0, max(1, h - horizon)))
             cv2.rectangle(img, (0, y), (w, y + int(rng.integers(1, max(2, h // 30)))), colour, -1)
-    img += _smooth_noise(rng, size, (6, 4), 10.0) + rng.normal(0, 4.0, img.shape).astype(np.float32)
+    img += _smooth_noise(rng, size, (6, 4), 12.0) + rng.normal(0, 3.0, img.shape).astype(np.float32)
     return cv2.GaussianBlur(img, (0, 0), 0.5 * h / 128.0)  # the background is a little out of focus
 
 
