@@ -1,0 +1,142 @@
+"""Training speed and peak memory of the baseline vs SAN: same backbone, batch and input, one run.
+
+Each configuration runs in its own process (so peak memory is its own): a P x K batch of
+random images and texture targets held in memory (the model step only, no data loading),
+one warm-up step, then the best of 3 timings of ``--steps`` steps. Configurations:
+``baseline`` (encoder alone), ``san`` (faithful profile: two gradient sets, four optimisers),
+``san-joint`` (one optimiser over the summed losses), and eval-mode inference of both.
+
+CPU: the CPU profile (ResNet-18, 128x64, 8 x 4 images, P = 32). GPU (only when CUDA is
+available): ResNet-50, 256x128, 16 x 4 images, P = 32, AMP bf16, channels_last.
+The reference is the baseline measured in the same run; the last line holds the figures,
+``san_over_baseline_step`` from the GPU when there is one, else from the CPU.
+
+    python benchmarks/bench_train.py [--steps N] [--threads T]
+"""
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+
+CONFIGS = {
+    "cpu": dict(device="cpu", backbone="resnet18", size=(128, 64), batch=(8, 4), texture=32, amp="none",
+                channels_last=False),
+    "gpu": dict(device="cuda", backbone="resnet50", size=(256, 128), batch=(16, 4), texture=32, amp="bf16",
+                channels_last=True),
+}
+VARIANTS = ("baseline", "san", "san-joint")
+
+
+def child(where, variant, steps, threads):
+    from train.data import batch_to_device
+    from train.engine import autocast
+    from train.model import SAN
+    from train.objective import SANObjective
+    from train.optim import Optimization
+
+    cfg = CONFIGS[where]
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    device = torch.device(cfg["device"])
+    (h, w), (p, k), tex = cfg["size"], cfg["batch"], cfg["texture"]
+    n = p * k
+    net = SAN(751, backbone=cfg["backbone"], texture_size=None if variant == "baseline" else tex).to(device)
+    if cfg["channels_last"]:
+        net = net.to(memory_format=torch.channels_last)
+    profile = "joint" if variant == "san-joint" else "faithful"
+    optim = Optimization(net, profile=profile, lr=8e-4, weight_decay=5e-4, amsgrad=True, step_size=40, gamma=0.5,
+                         warmup_epochs=0, warmup_lr=8e-6, warmup_factor=1.259, texture_lr=1e-5,
+                         texture_betas=(0.5, 0.999), amp=cfg["amp"], device=device)
+    optim.set_epoch(0)
+    objective = SANObjective(net, label_smoothing=0.1, triplet_margin=0.3, texture_weight=1.0, tr_weight=1.0,
+                             tr_margin=0.3).to(device)
+    batch = {"image": torch.randint(0, 256, (n, 3, h, w), dtype=torch.uint8), "pid": torch.arange(n) // k,
+             "target": torch.randint(0, 256, (n, 3, 6 * tex, 4 * tex), dtype=torch.uint8),
+             "provenance": torch.zeros(n, 1, 6 * tex, 4 * tex, dtype=torch.uint8)}
+    inputs = batch_to_device(batch, device, channels_last=cfg["channels_last"])
+    if variant == "baseline":
+        inputs = {k: inputs[k] for k in ("images", "pids")}
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def train_step():
+        with autocast(device, cfg["amp"]):
+            losses, _ = objective(**inputs)
+        optim.step(losses)
+
+    def infer_step():
+        with torch.no_grad(), autocast(device, cfg["amp"]):
+            net(inputs["images"])
+
+    def best_of_3(step, count):
+        step()
+        sync()
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            for _ in range(count):
+                step()
+            sync()
+            times.append((time.perf_counter() - start) / count)
+        return min(times)
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    objective.train()
+    train_s = best_of_3(train_step, steps)
+    peak = (torch.cuda.max_memory_allocated() if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20
+    net.eval()
+    infer_s = best_of_3(infer_step, steps)
+    print(json.dumps({"train_s": train_s, "img_s": n / train_s, "peak_mb": peak, "infer_s": infer_s}))
+
+
+def run(where, variant, steps, threads):
+    out = subprocess.run([sys.executable, __file__, "--child", where, variant, "--steps", str(steps),
+                          "--threads", str(threads)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=2, help="steps per timing (best of 3 timings)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads")
+    parser.add_argument("--child", nargs=2, metavar=("WHERE", "VARIANT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(*args.child, args.steps, args.threads)
+    places = ["cpu"] + (["gpu"] if torch.cuda.is_available() else [])
+    figures = {}
+    for where in places:
+        cfg = CONFIGS[where]
+        results = {v: run(where, v, args.steps if where == "cpu" else 10, args.threads) for v in VARIANTS}
+        base = results["baseline"]
+        print(f"{where}: {cfg['backbone']}, {cfg['size'][0]}x{cfg['size'][1]}, batch {cfg['batch'][0]}x{cfg['batch'][1]}, "
+              f"P={cfg['texture']}, amp {cfg['amp']}, threads {args.threads if where == 'cpu' else '-'}")
+        for v, r in results.items():
+            print(f"  {v:10s} train {r['img_s']:8.1f} images/s ({r['train_s'] * 1000:8.1f} ms/step, "
+                  f"{r['train_s'] / base['train_s']:.2f}x baseline), peak {r['peak_mb']:8.0f} MB, "
+                  f"inference {r['infer_s'] * 1000:7.1f} ms/batch")
+        figures.update({
+            f"{where}_baseline_img_s": base["img_s"], f"{where}_san_img_s": results["san"]["img_s"],
+            f"{where}_san_joint_img_s": results["san-joint"]["img_s"],
+            f"{where}_san_over_baseline_step": results["san"]["train_s"] / base["train_s"],
+            f"{where}_san_joint_over_baseline_step": results["san-joint"]["train_s"] / base["train_s"],
+            f"{where}_baseline_peak_mb": base["peak_mb"], f"{where}_san_peak_mb": results["san"]["peak_mb"],
+            f"{where}_san_over_baseline_infer": results["san"]["infer_s"] / base["infer_s"],
+        })
+    head = places[-1]
+    figures["san_over_baseline_step"] = figures[f"{head}_san_over_baseline_step"]
+    figures["san_joint_over_baseline_step"] = figures[f"{head}_san_joint_over_baseline_step"]
+    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items()))
+
+
+if __name__ == "__main__":
+    main()
