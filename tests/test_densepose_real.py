@@ -113,8 +113,13 @@ def test_detect_mode_keeps_the_covering_person_as_default_predictor_sees_it(weig
         assert (iuv[..., 0] == expected[..., 0]).mean() > 0.995
 
 
-def test_unreadable_weights_are_named(tmp_path):
+def test_unreadable_or_mismatching_weights_are_named(tmp_path, weights):
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(InputError, match="bad.pth cannot be loaded"):
         DensePoseBackend(CONFIG, bad, device="cpu")
+    state = torch.load(weights["random"], weights_only=True)["model"]
+    backbone_only = tmp_path / "backbone.pth"
+    torch.save({"model": {k: t for k, t in state.items() if k.startswith("backbone.")}}, backbone_only)
+    with pytest.raises(InputError, match="backbone.pth do not fit config"):
+        DensePoseBackend(CONFIG, backbone_only, device="cpu")

@@ -126,13 +126,31 @@ class DensePoseBackend:
         self.cfg = cfg
         self.bgr = cfg.INPUT.FORMAT == "BGR"
         self.model = build_model(cfg).eval()
-        try:
-            DetectionCheckpointer(self.model).load(str(self.weights))
-        except Exception as err:
-            raise InputError(f"DensePose weights {self.weights} cannot be loaded: {err}") from err
+        self._load_weights(DetectionCheckpointer)
         self.resize_detect = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
         self._digests = {"config_sha256": sha256_file(self.config), "weights_sha256": sha256_file(self.weights)}
         log.info("DensePose %s mode on %s: config %s, weights %s", mode, self.device, self.config, self.weights)
+
+    def _load_weights(self, checkpointer_class):
+        """Load the weights file; refuse one that leaves model parameters unset (wrong model or backbone-only)."""
+
+        class KeyReportingCheckpointer(checkpointer_class):
+            def _load_model(self, checkpoint):
+                self.incompatible = super()._load_model(checkpoint)
+                return self.incompatible
+
+        checkpointer = KeyReportingCheckpointer(self.model)
+        try:
+            checkpointer.load(str(self.weights))  # detectron2's loading: pickle for .pkl, torch.load for .pth
+        except Exception as err:
+            raise InputError(f"DensePose weights {self.weights} cannot be loaded: {err}") from err
+        incompatible = checkpointer.incompatible
+        unset = list(incompatible.missing_keys) + [name for name, *_ in incompatible.incorrect_shapes]
+        if unset:
+            raise InputError(
+                f"DensePose weights {self.weights} do not fit config {self.config}: {len(unset)} parameters "
+                f"missing or of another shape (e.g. {', '.join(unset[:3])}); give the weights trained with this config"
+            )
 
     def settings(self):
         """What determines the output (stored with the IUV): mode, input size, file digests, versions."""
