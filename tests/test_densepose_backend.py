@@ -53,3 +53,19 @@ def test_device_resolution():
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+@pytest.mark.skipif(HAVE_DETECTRON2, reason="detectron2 is installed here: the install message is not shown")
+def test_cli_without_detectron2_exits_2_with_the_recipe(synth_root, tmp_path):
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    config, weights = tmp_path / "c.yaml", tmp_path / "w.pkl"
+    config.write_text("MODEL: {}\n")
+    weights.write_bytes(b"x")
+    result = CliRunner().invoke(main, ["iuv", "--dataset", "synth", "--root", str(synth_root), "--backend", "densepose",
+                                       "--config", str(config), "--weights", str(weights), "--out", str(tmp_path / "o.h5")])
+    assert result.exit_code == 2, result.output
+    assert "--no-build-isolation --no-deps" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "o.h5").exists()
