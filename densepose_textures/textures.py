@@ -96,13 +96,14 @@ def check_reusable(path, expected):
 
 
 @functools.lru_cache(maxsize=4)
-def _open_store(path):
-    return IUVStore(path)  # once per worker process
+def _open_store(path, stamp):
+    return IUVStore(path)  # once per worker process and version of the file (``stamp``: mtime, size)
 
 
 def build_chunk(store_path, image_root, indices, keys, size, splat, fill, mirror_index):
     """Textures of store records ``indices`` (all with a person): (indices, texture, observed, provenance)."""
-    store = _open_store(str(store_path))
+    stat = Path(store_path).stat()
+    store = _open_store(str(store_path), (stat.st_mtime_ns, stat.st_size))
     images, iuvs = [], []
     for i, key in zip(indices, keys):
         image = read_rgb(Path(image_root) / key)
