@@ -37,7 +37,7 @@ def make_camera(index, seed):
     clutter[vivid] = 0.5 * clutter[vivid] + 0.5 * rng.uniform(20, 235, (int(vivid.sum()), 3))
     return Camera(
         index=index,
-        walk_yaw=float(rng.uniform(0.0, np.pi)),
+        walk_yaw=float(np.pi * ((0.618 * index + rng.uniform(0.0, 0.2)) % 1.0)),  # cameras see different sides
         pitch=(float(rng.uniform(0.0, 0.1)), float(rng.uniform(0.15, 0.3))),
         gain=rng.uniform(0.85, 1.1, 3),
         offset=rng.uniform(-10, 10, 3),
