@@ -134,9 +134,12 @@ def test_an_unreadable_image_is_named_and_finished_shards_are_kept(tmp_path, syn
     shutil.copytree(synth_root, root)
     key = IUVStore(synth_iuv_store).keys[25]
     (root / key).write_bytes(b"not a jpeg")
+    with pytest.raises(InputError, match=key):  # raised in a worker process, shown as it is
+        build(tmp_path / "two", synth_iuv_store, root, jobs=2)
     with pytest.raises(InputError, match=key):
-        build(tmp_path / "set", synth_iuv_store, root, jobs=2)
-    assert (partial_dir(tmp_path / "set") / shard_name(0)).is_file() and not (tmp_path / "set").exists()
+        build(tmp_path / "set", synth_iuv_store, root, jobs=1)
+    work = partial_dir(tmp_path / "set")  # records 0-19 were done before record 25 failed
+    assert (work / shard_name(1)).is_file() and not (work / shard_name(2)).exists() and not (tmp_path / "set").exists()
 
 
 @pytest.mark.slow
