@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from densepose_textures.atlas import image_to_atlas
 from densepose_textures.fill import fill_atlases
