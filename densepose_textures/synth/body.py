@@ -28,6 +28,7 @@ class BodyShape:
     legs: float = 1.0  # leg length multiplier
     head: float = 1.0  # head size multiplier
     depth: float = 0.62  # torso depth / width
+    skirt: float = 0.0  # skirt length from the waist (0: no skirt)
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,8 @@ HAND_PART = {LEFT: 4, RIGHT: 3}
 FOOT_PART = {LEFT: 5, RIGHT: 6}
 TORSO_PARTS = (2, 1)  # (front, back)
 HEAD_PARTS = (24, 23)  # (left, right)
+SKIRT_PARTS = (10, 8, 9, 7)  # upper legs (left front, left back, right front, right back)
+SKIRT_SQUASH = 0.25  # the skirt's cone is stretched 4x along its axis so its end caps stay flat
 
 
 def pose_body(shape, pose):
@@ -173,6 +176,11 @@ def _pose(shape, pose):
     head_c = top + upper @ np.array([0.0, 0.165 - 0.02 * (shape.head - 1.0), 0.012])
     add("ellipsoid", "head", HEAD_PARTS, head_c, upper @ rot_y(pose.head_yaw), np.eye(3),
         shape.head * np.array([0.058, 0.078, 0.07]))
+    if shape.skirt > 0:
+        waist = 0.105 * g
+        add("cone", "skirt", SKIRT_PARTS, pelvis + upper @ np.array([0.0, -0.01, 0.0]), upper,
+            np.diag([1.0, -1.0, 1.0]), (1.0, SKIRT_SQUASH, shape.depth * 1.15),
+            shape.skirt / SKIRT_SQUASH, waist, waist + 0.3 * shape.skirt)
 
     joints = {"root": root, "upper": upper, "pelvis": pelvis, "wrist": {}}
     for side in (LEFT, RIGHT):
@@ -219,7 +227,7 @@ def world_bounds(prims):
             lo, hi = np.minimum(lo, p.centre - ext), np.maximum(hi, p.centre + ext)
         else:
             for offset, r in ((0.0, p.ra), (p.length, p.rb)):
-                c = p.centre + p.frame[:, 1] * offset
+                c = p.centre + m[:, 1] * offset
                 ext = r * np.sqrt((m**2).sum(1))
                 lo, hi = np.minimum(lo, c - ext), np.maximum(hi, c + ext)
     return lo[0], hi[0], lo[1], hi[1]

@@ -5,7 +5,7 @@ look alike from one side; the front and the back differ (a logo only on the fron
 only on the back, open jackets, long hair), so one view shows only part of an identity.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -66,7 +66,9 @@ def draw_traits(rng):
         "stripes": int(rng.integers(4, 9)),
         "sleeves": "long" if rng.random() < 0.5 else "short",
         "bottom": bottom, "bottom_index": bottom_i,
-        "bottom_kind": "shorts" if rng.random() < 0.2 else "trousers",
+        "bottom_kind": str(rng.choice(["trousers", "shorts", "skirt"], p=[0.68, 0.16, 0.16])),
+        "skirt_length": float(rng.uniform(0.16, 0.25)),
+        "tights": _pick(rng, CLOTH[[0, 1, 4]])[0] if rng.random() < 0.4 else None,
         "skin": _pick(rng, SKIN, jitter=8.0)[0],
         "hair": _pick(rng, HAIR, HAIR_WEIGHTS, jitter=6.0)[0],
         "long_hair": bool(rng.random() < 0.3),
@@ -189,11 +191,12 @@ def paint_texture(t, size, rng):
                 img[v < 0.08] = t["top"] * 0.75  # cuff
         else:  # legs
             img = np.broadcast_to(t["bottom"], u.shape + (3,)).copy()
-            if t["bottom_kind"] == "shorts":
+            if t["bottom_kind"] in ("shorts", "skirt"):
+                legs = t["skin"] if t["bottom_kind"] == "shorts" or t["tights"] is None else t["tights"]
                 if part in LEG_PARTS_LOWER:
-                    img[:] = t["skin"]
+                    img[:] = legs
                 else:
-                    img[v < 0.45] = t["skin"]
+                    img[v < (0.45 if t["bottom_kind"] == "shorts" else 0.35)] = legs
             if part in LEG_PARTS_LOWER:
                 img[v < 0.06] = t["shoes"]
         atlas[part - 1] = img
@@ -211,4 +214,6 @@ def make_identity(pid, seed, size):
     rng = np.random.default_rng(seed)
     traits = draw_traits(rng)
     shape = draw_shape(rng)
+    if traits["bottom_kind"] == "skirt":
+        shape = replace(shape, skirt=traits["skirt_length"])
     return Identity(pid, shape, paint_texture(traits, size, rng), traits)

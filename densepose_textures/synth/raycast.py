@@ -19,6 +19,10 @@ Charts (local coordinates of the canonical shape; see :mod:`.body` for the frame
   (so mirror: U -> 1 - U), V along the long axis (hand: 1 wrist .. 0 fingertips; foot:
   0 heel .. 1 toes).
 
+- ``skirt`` (on the upper legs' charts, a quarter each: left front, left back, right front,
+  right back): U = angle from the midline (0) to the side (1), as the legs' inner .. outer;
+  V = 1 at the waist .. 0.35 at the hem (the upper legs' texels below 0.35 show under it).
+
 A primitive with no parts (a carried bag) gives depth and normals, and part 0.
 """
 
@@ -84,6 +88,9 @@ def _chart(prim, p):
         s = np.clip((y + prim.ra) / (prim.length + prim.ra + prim.rb), 0.0, 1.0)
         if prim.chart == "torso":
             return (z < 0).astype(np.int64), s, np.arctan2(x, np.abs(z)) / np.pi + 0.5
+        if prim.chart == "skirt":  # a quarter per upper leg, charted like the legs: V 1 .. 0.35
+            side = 2 * (x < 0) + (z < 0)
+            return side.astype(np.int64), np.arctan2(np.abs(x), np.abs(z)) / (np.pi / 2), 1.0 - 0.65 * s
         if prim.chart == "leg":
             return (z < 0).astype(np.int64), np.arctan2(x, np.abs(z)) / np.pi + 0.5, 1.0 - s
         # arm: (outside, inside)
