@@ -29,6 +29,7 @@ class BodyShape:
     head: float = 1.0  # head size multiplier
     depth: float = 0.62  # torso depth / width
     skirt: float = 0.0  # skirt length from the waist (0: no skirt)
+    hair: float = 0.0  # length of hair hanging down the back (0: short hair)
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class Pose:
 @dataclass(frozen=True)
 class Primitive:
     kind: str  # "cone" | "ellipsoid"
-    chart: str  # "torso" | "head" | "leg" | "arm" | "hand" | "foot" | "bag" (see raycast)
+    chart: str  # "torso" | "head" | "hair" | "leg" | "arm" | "hand" | "foot" | "skirt" | "bag" (raycast)
     parts: tuple  # the DensePose parts this primitive carries (order fixed by its chart)
     centre: np.ndarray  # (3,)
     frame: np.ndarray  # (3, 3) columns = local axes in world
@@ -176,6 +177,9 @@ def _pose(shape, pose):
     head_c = top + upper @ np.array([0.0, 0.165 - 0.02 * (shape.head - 1.0), 0.012])
     add("ellipsoid", "head", HEAD_PARTS, head_c, upper @ rot_y(pose.head_yaw), np.eye(3),
         shape.head * np.array([0.058, 0.078, 0.07]))
+    if shape.hair > 0:
+        add("ellipsoid", "hair", HEAD_PARTS, head_c + upper @ np.array([0.0, -0.06 * shape.hair, -0.045]),
+            upper, np.eye(3), shape.head * np.array([0.052, 0.09 * shape.hair, 0.032]))
     if shape.skirt > 0:
         waist = 0.105 * g
         add("cone", "skirt", SKIRT_PARTS, pelvis + upper @ np.array([0.0, -0.01, 0.0]), upper,

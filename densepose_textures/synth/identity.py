@@ -72,6 +72,7 @@ def draw_traits(rng):
         "skin": _pick(rng, SKIN, jitter=8.0)[0],
         "hair": _pick(rng, HAIR, HAIR_WEIGHTS, jitter=6.0)[0],
         "long_hair": bool(rng.random() < 0.3),
+        "hair_length": float(rng.uniform(0.6, 1.1)),
         "hat": _pick(rng, CLOTH[HAT_COLOURS])[0] if rng.random() < 0.12 else None,
         "shoes": _pick(rng, SHOES, jitter=8.0)[0],
         "logo": _other_colour(rng, top_i)[0] if rng.random() < 0.45 else None,
@@ -216,4 +217,6 @@ def make_identity(pid, seed, size):
     shape = draw_shape(rng)
     if traits["bottom_kind"] == "skirt":
         shape = replace(shape, skirt=traits["skirt_length"])
+    if traits["long_hair"]:
+        shape = replace(shape, hair=traits["hair_length"])
     return Identity(pid, shape, paint_texture(traits, size, rng), traits)

@@ -19,6 +19,8 @@ Charts (local coordinates of the canonical shape; see :mod:`.body` for the frame
   (so mirror: U -> 1 - U), V along the long axis (hand: 1 wrist .. 0 fingertips; foot:
   0 heel .. 1 toes).
 
+- ``hair`` (long hair hanging down the back, on the head halves' charts): the back of the head
+  (|azimuth| >= pi/2) and V in [0.12, 0.5], where the atlas holds the hair.
 - ``skirt`` (on the upper legs' charts, a quarter each: left front, left back, right front,
   right back): U = angle from the midline (0) to the side (1), as the legs' inner .. outer;
   V = 1 at the waist .. 0.35 at the hem (the upper legs' texels below 0.35 show under it).
@@ -95,11 +97,16 @@ def _chart(prim, p):
             return (z < 0).astype(np.int64), np.arctan2(x, np.abs(z)) / np.pi + 0.5, 1.0 - s
         # arm: (outside, inside)
         return (x < 0).astype(np.int64), np.arctan2(z, np.abs(x)) / np.pi + 0.5, 1.0 - s
-    if prim.chart == "head":
-        alpha = np.arctan2(x, z) / np.pi  # (-1, 1], 0 at the face, + towards the person's left
+    if prim.chart in ("head", "hair"):
+        if prim.chart == "head":
+            alpha = np.arctan2(x, z) / np.pi  # (-1, 1], 0 at the face, + towards the person's left
+            v = np.arcsin(np.clip(y, -1.0, 1.0)) / np.pi + 0.5
+        else:  # hanging hair: the back of the head's charts, low down
+            alpha = np.arctan2(x, -np.abs(z)) / np.pi
+            v = 0.12 + 0.38 * (np.clip(y, -1.0, 1.0) + 1.0) / 2.0
         right = alpha < 0
         u = np.where(right, alpha + 1.0, alpha)
-        return right.astype(np.int64), u, np.arcsin(np.clip(y, -1.0, 1.0)) / np.pi + 0.5
+        return right.astype(np.int64), u, v
     u = np.arctan2(x, z) / (2.0 * np.pi) + 0.5
     v = (1.0 - y) / 2.0 if prim.chart == "hand" else (y + 1.0) / 2.0
     return np.zeros(x.shape, dtype=np.int64), u, np.clip(v, 0.0, 1.0)
