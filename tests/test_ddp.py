@@ -1,5 +1,6 @@
 """Two CPU processes (gloo): the ranks' weights stay equal after steps, in both optimisation profiles."""
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -40,7 +41,8 @@ def _worker(rank, world, init_file, out_dir):
             module = DistributedDataParallel(objective) if synced else objective
             before = torch.cat([p.detach().reshape(-1) for p in net.parameters()]).clone()
             optim.set_epoch(0)
-            train_epoch(module, _batches(rank), optim, lambda b: b, device=torch.device("cpu"), world_size=world,
+            steps = 2 if synced else 1
+            train_epoch(module, _batches(rank, steps), optim, lambda b: b, device=torch.device("cpu"), world_size=world,
                         progress=False)
             after = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
             torch.save({"before": before, "after": after}, f"{out_dir}/{case}-{rank}.pt")
@@ -48,6 +50,7 @@ def _worker(rank, world, init_file, out_dir):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # two processes each: about 10 s on a quiet 2-core machine
 def test_ranks_stay_equal_in_both_profiles(tmp_path):
     mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
     for case in CASES:

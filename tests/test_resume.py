@@ -4,6 +4,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 from click.testing import CliRunner
 
@@ -23,6 +24,7 @@ def weights(out):
     return torch.load(out / "last.pt", map_location="cpu", weights_only=True)
 
 
+@pytest.mark.slow  # two processes each: about 10 s on a quiet 2-core machine
 def test_kill_and_resume_gives_the_weights_of_an_uninterrupted_run(train_set, tmp_path):
     torch.set_num_threads(1)
     root, textures = train_set
