@@ -69,10 +69,11 @@ def test_mirror_map_is_an_exact_involution():
 
 def test_mirrored_pose_with_flipped_atlas_renders_the_flipped_image():
     mirror = body_mirror_map()
-    skirts = 0
-    for seed in range(11):  # seeds 5 and 10 wear skirts
+    skirts = long_hair = 0
+    for seed in range(11):  # seeds 5 and 10 wear skirts, 8 has long hair
         ident, pose, placement = _scene(seed)
         skirts += ident.shape.skirt > 0
+        long_hair += ident.shape.hair > 0
         a = render_person(ident.shape, pose, ident.texture, (128, 64), placement)
         m_pose, m_place = mirror_scene(pose, placement)
         b = render_person(ident.shape, m_pose, mirror.flip_atlas(ident.texture), (128, 64), m_place)
@@ -83,7 +84,7 @@ def test_mirrored_pose_with_flipped_atlas_renders_the_flipped_image():
         np.testing.assert_array_equal(flipped_iuv[..., 1][fg], np.rint(mu * 255)[fg])
         np.testing.assert_array_equal(flipped_iuv[..., 2][fg], np.rint(mv * 255)[fg])
         np.testing.assert_array_equal(flipped, a.clean)
-    assert skirts >= 2
+    assert skirts >= 2 and long_hair >= 1
 
 
 def test_dataset_layout_and_contract(synth_root):
