@@ -63,5 +63,9 @@ def test_synth_preview_draws_images_iuv_and_atlas(synth_root, tmp_path):
     assert grid.shape == (3 * 128 + 2 * 4, 4 * 64 + 2 * 4 + 128 * 2 // 3, 3)
     iuv_block = grid[:128, 2 * 64 + 4: 4 * 64 + 4]
     assert len(np.unique(iuv_block.reshape(-1, 3), axis=0)) > 20  # parts in colour
-    missing = CliRunner().invoke(main, ["synth-preview", "--root", str(tmp_path / "none"), "--out", str(out)])
-    assert missing.exit_code == 2 and "textures.h5" in missing.output
+    chosen = _run("synth-preview", "--root", str(synth_root), "--out", str(out), "--pids", "2,7", "--images", "1")
+    assert chosen.exit_code == 0 and read_rgb(out).shape[0] == 2 * 128 + 4
+    for args, words in ((["--root", str(tmp_path / "none")], "textures.h5"), (["--pids", "2,x"], "--pids"),
+                        (["--pids", "99"], "identity 99")):
+        bad = CliRunner().invoke(main, ["synth-preview", "--out", str(out), "--root", str(synth_root), *args])
+        assert bad.exit_code == 2 and words in bad.output and "Traceback" not in bad.output, bad.output

@@ -60,11 +60,12 @@ def synth(out, ids, images_per_id, cameras, seed, image_size, texture_size, jobs
               help="PNG to write.")
 @click.option("--ids", type=int, default=6, show_default=True, help="Identities (rows).")
 @click.option("--images", type=int, default=4, show_default=True, help="Images per identity.")
+@click.option("--pids", default=None, help="Identities to draw, e.g. 3,7,12 (default: the first test ids).")
 @click.option("--scale", type=int, default=1, show_default=True, help="Integer zoom of the picture.")
 @click.option("--colours", type=int, default=0, show_default=True,
               help="Store a palette of this many colours (2-256; a smaller file); 0: full colour.")
 @user_errors
-def synth_preview(root, out, ids, images, scale, colours):
+def synth_preview(root, out, ids, images, pids, scale, colours):
     """Draw a grid: per identity, its images, their IUV coloured by part, and its atlas."""
     import cv2
 
@@ -72,7 +73,11 @@ def synth_preview(root, out, ids, images, scale, colours):
 
     if ids < 1 or images < 1 or scale < 1:
         raise InputError("--ids, --images and --scale must be 1 or more")
-    grid = preview_grid(Path(root) if root else raw_root("synth"), ids=ids, images=images)
+    try:
+        chosen = [int(p) for p in pids.split(",")] if pids else None
+    except ValueError:
+        raise InputError(f"--pids {pids!r}: expected identities separated by commas, e.g. 3,7,12") from None
+    grid = preview_grid(Path(root) if root else raw_root("synth"), ids=ids, images=images, pids=chosen)
     if scale > 1:
         grid = cv2.resize(grid, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
     write_png(out, grid, colours)
