@@ -35,7 +35,7 @@ from .scene import make_camera
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-RENDERER_VERSION = 1  # bump when the pictures change for the same settings
+RENDERER_VERSION = 2  # bump when the pictures change for the same settings
 TRUTH_FILE = "textures.h5"
 FOLDERS = {"train": "bounding_box_train", "gallery": "bounding_box_test", "query": "query"}
 MAX_CAMERAS = 9  # the file names hold one camera digit
