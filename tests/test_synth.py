@@ -153,6 +153,14 @@ def test_write_dataset_refuses_bad_settings(tmp_path, kwargs, match):
     assert not (tmp_path / "x").exists()
 
 
+def test_write_dataset_refuses_a_file_or_an_unwritable_place(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="is a file"):
+        write_dataset(tmp_path / "file", ids=2, images_per_id=2, cameras=2, seed=0)
+    with pytest.raises(InputError, match="cannot write"):
+        write_dataset(tmp_path / "file" / "below", ids=2, images_per_id=2, cameras=2, seed=0)
+
+
 def test_read_truth_names_the_missing_file(tmp_path):
     with pytest.raises(InputError, match="textures.h5"):
         read_truth(tmp_path)

@@ -120,6 +120,8 @@ def write_dataset(out, *, ids, images_per_id, cameras, seed, image_size=(128, 64
     out = Path(out)
     settings = {"seed": seed, "ids": ids, "images_per_id": images_per_id, "cameras": cameras,
                 "image_size": tuple(int(x) for x in image_size), "texture_size": texture_size}
+    if out.is_file():
+        raise InputError(f"{out} is a file: --out must name a folder")
     if out.exists():
         found = _settings_of(out)
         if found == {**settings, "renderer_version": RENDERER_VERSION}:
@@ -129,10 +131,13 @@ def write_dataset(out, *, ids, images_per_id, cameras, seed, image_size=(128, 64
             what = "is not a synthetic dataset" if found is None else f"was rendered with {found}"
             raise InputError(f"{out} {what}: remove it, choose another --out, or pass --force to replace it")
     work = out.with_name(out.name + ".partial")
-    if work.exists():
-        shutil.rmtree(work)
-    for folder in FOLDERS.values():
-        (work / folder).mkdir(parents=True)
+    try:
+        if work.exists():
+            shutil.rmtree(work)
+        for folder in FOLDERS.values():
+            (work / folder).mkdir(parents=True)
+    except OSError as err:
+        raise InputError(f"cannot write the dataset beside {out} ({err}): choose another --out") from err
 
     root_seq = np.random.SeedSequence(seed)
     id_seq, cam_seq, img_seq, plan_seq = root_seq.spawn(4)
