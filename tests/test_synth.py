@@ -182,3 +182,25 @@ def test_identities_share_colours_and_show_different_things_front_and_back():
     assert len(marked) >= 20 and len(plain) >= 8
     assert np.mean(marked) > 4 * np.mean(plain) and min(marked) > 0.1
     assert np.std([p.shape.height for p in people]) > 0.02 and np.std([p.shape.girth for p in people]) > 0.03
+
+
+def test_left_parts_are_on_the_persons_left_and_the_front_faces_the_camera():
+    from densepose_textures.synth.body import Pose
+    from densepose_textures.synth.render import Placement
+
+    ident = make_identity(0, 0, 16)
+    lefts = (4, 5, 8, 10, 12, 14, 15, 17, 19, 21, 24)  # DensePose's "left ..." parts and head left
+    for yaw, front, back in ((0.0, 2, 1), (np.pi, 1, 2)):
+        iuv = render_person(ident.shape, Pose(yaw=yaw, abduct=(0.3, 0.3)), ident.texture, (256, 128),
+                            Placement(ppm=240.0, cx=0.0, cy=0.5)).iuv
+        part = iuv[..., 0]
+        cols = np.arange(part.shape[1])[None].repeat(part.shape[0], 0)
+        assert (part == front).sum() > 0 and (part == back).sum() == 0
+        compared = 0
+        for left in lefts:
+            right = MIRROR_PART[left]
+            if (part == left).any() and (part == right).any():
+                # facing the camera, the person's left is on the image's right
+                assert (cols[part == left].mean() > cols[part == right].mean()) == (yaw == 0.0), (left, yaw)
+                compared += 1
+        assert compared >= 7
