@@ -4,7 +4,7 @@ A checkpoint is a dict: ``model`` (SAN state dict), ``model_args``, ``preprocess
 (``height``, ``width``, ``mean``, ``std``), ``optim`` (all optimisers, lr schedule,
 AMP scaler), ``sampler``, ``rng`` (torch, CUDA, numpy and Python generator states as
 tensors and lists), ``epoch`` (completed epochs) and ``run`` (the run's settings,
-checked on resume). Files are written to a temporary name and renamed, so a kill
+checked on resume), ``world_size``. Files are written to a temporary name and renamed, so a kill
 never leaves a half-written ``last.pt``.
 """
 
@@ -51,7 +51,7 @@ def bare_model(model):
     return getattr(model, "_orig_mod", model)
 
 
-def save_checkpoint(path, *, model, model_args, preprocess, optim, sampler, epoch, run):
+def save_checkpoint(path, *, model, model_args, preprocess, optim, sampler, epoch, run, world_size=1):
     record = {
         "model": {k: v.detach().cpu() for k, v in bare_model(model).state_dict().items()},
         "model_args": dict(model_args),
@@ -61,6 +61,7 @@ def save_checkpoint(path, *, model, model_args, preprocess, optim, sampler, epoc
         "rng": rng_state(),
         "epoch": int(epoch),
         "run": dict(run),
+        "world_size": int(world_size),
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

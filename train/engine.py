@@ -95,8 +95,10 @@ def train_epoch(module, loader, optim, prepare, *, device, amp="none", epoch=0, 
 
 
 def fit(module, loader, sampler, optim, prepare, *, start_epoch, total_epochs, device, amp="none", world_size=1,
-        progress=True, on_epoch_end=None):
-    """Epochs ``start_epoch`` .. ``total_epochs - 1``; ``on_epoch_end(epoch, stats, last)`` after each."""
+        main=True, progress=True, on_epoch_end=None):
+    """Epochs ``start_epoch`` .. ``total_epochs - 1``; ``on_epoch_end(epoch, stats, last)`` after each.
+
+    ``main``: this process logs (rank 0); ``progress``: show a tqdm bar."""
     for epoch in range(start_epoch, total_epochs):
         sampler.set_epoch(epoch)
         optim.set_epoch(epoch)
@@ -106,8 +108,9 @@ def fit(module, loader, sampler, optim, prepare, *, start_epoch, total_epochs, d
         means = mean_over_ranks(means, device)
         stats = {**{f"loss/{k}": v for k, v in means.items()}, **{f"lr/{k}": v for k, v in lrs.items()},
                  "images_per_s": rate}
-        log.info("epoch %d/%d: %s, %.1f images/s", epoch + 1, total_epochs,
-                 ", ".join(f"{k} {v:.4f}" for k, v in means.items()), rate)
+        if main:
+            log.info("epoch %d/%d: %s, %.1f images/s", epoch + 1, total_epochs,
+                     ", ".join(f"{k} {v:.4f}" for k, v in means.items()), rate)
         if on_epoch_end is not None:
             on_epoch_end(epoch, stats, last)
 

@@ -107,7 +107,7 @@ def train_model(*, root, train_items, out_dir, variant, model, data, optim, loss
     optimization = Optimization(net, **optim, amp=amp, device=device, distributed=world > 1)
     total_epochs = optim["warmup_epochs"] + epochs
     run = _plain({"variant": variant, "seed": seed, "data": {k: v for k, v in data.items() if k != "workers"},
-                  "optim": optim, "loss": loss, "amp": amp, "world_size": world,
+                  "optim": optim, "loss": loss, "amp": amp,
                   "textures": dataset.textures_attrs.get("image_list_digest") if variant == "san" else None})
 
     last = out_dir / ckpt.LAST
@@ -116,6 +116,9 @@ def train_model(*, root, train_items, out_dir, variant, model, data, optim, loss
         record = ckpt.load_checkpoint(last)
         ckpt.check_resumable(record, last, model_args=model_args, run=run)
         start_epoch = ckpt.restore(record, model=net, optim=optimization, sampler=sampler)
+        if record.get("world_size", 1) != world and main:
+            log.warning("%s was trained by %d process(es), this run has %d: it continues, but not bit for bit",
+                        last, record.get("world_size", 1), world)
         log.info("resuming %s after epoch %d of %d", last, start_epoch, total_epochs)
     elif resume:
         log.info("--resume: no checkpoint at %s yet, starting from the beginning", last)
@@ -155,13 +158,14 @@ def train_model(*, root, train_items, out_dir, variant, model, data, optim, loss
                 logger.image("textures.png", picture)
             if due(epoch, checkpoint_every):
                 ckpt.save_checkpoint(last, model=net, model_args=model_args, preprocess=preprocess,
-                                     optim=optimization, sampler=sampler, epoch=epoch + 1, run=run)
+                                     optim=optimization, sampler=sampler, epoch=epoch + 1, run=run, world_size=world)
             logger.next_step()
         barrier()
 
     try:
         fit(module, loader, sampler, optimization, prepare, start_epoch=start_epoch, total_epochs=total_epochs,
-            device=device, amp=amp, world_size=world, progress=progress and main, on_epoch_end=on_epoch_end)
+            device=device, amp=amp, world_size=world, main=main, progress=progress and main,
+            on_epoch_end=on_epoch_end)
     finally:
         logger.end()
     if start_epoch >= total_epochs and main:
