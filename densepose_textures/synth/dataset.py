@@ -90,7 +90,7 @@ def plan_images(ids, images_per_id, cameras, rng):
             query_cams = cams[:2] if (m >= 3 and images_per_id >= 4) else cams[:1]
             for cam in query_cams:
                 splits[int(np.flatnonzero(assigned == cam)[0])] = "query"
-        for k, (cam, frame, split) in enumerate(zip(assigned, frames, splits)):
+        for cam, frame, split in zip(assigned, frames, splits):
             name = f"{pid:04d}_c{int(cam) + 1}s1_{int(frame):06d}_01.jpg"
             plans.append(ImagePlan(f"{FOLDERS[split]}/{name}", pid, int(cam), split))
     return plans
