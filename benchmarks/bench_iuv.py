@@ -14,6 +14,8 @@ writer) after each. GPU part (only when CUDA is available, detectron2 + DensePos
 detect mode images/s at batch sizes 1..64 (``--model-device cpu`` runs it on CPU instead).
 
     python benchmarks/bench_iuv.py [--crops 256] [--repeats 3]
+    SANREID_DENSEPOSE_SRC=SRC/projects/DensePose python benchmarks/bench_iuv.py \
+        [--model-device cpu --modes box --batch-sizes 1,4,16 --model-crops 32]
 
 Last line: ``name=value`` pairs.
 """
@@ -114,7 +116,7 @@ def cpu_part(crops, repeats, image_hw=(128, 64), size=(256, 128)):
     return figures
 
 
-def model_part(device, batch_sizes, crops, input_size=(512, 256)):
+def model_part(device, batch_sizes, crops, modes=("box", "detect"), input_size=(512, 256)):
     """Box vs detect images/s of R-50-FPN with random weights (weights written to a temporary file)."""
     from densepose_textures.iuv.densepose import DensePoseBackend, write_random_checkpoint
 
@@ -124,7 +126,7 @@ def model_part(device, batch_sizes, crops, input_size=(512, 256)):
     figures = {}
     with tempfile.TemporaryDirectory() as folder:
         weights = write_random_checkpoint(config, Path(folder) / "random.pth", person_logit=8.0)
-        for mode in ("box", "detect"):
+        for mode in modes:
             for bs in batch_sizes:
                 backend = DensePoseBackend(config, weights, mode=mode, device=device, batch_size=bs, input_size=input_size)
                 backend.predict(images[:bs], None)  # warm-up (cuDNN autotuning, allocator)
@@ -159,6 +161,7 @@ def main():
     parser.add_argument("--model-device", default="", help="run the model part here (default: cuda when available)")
     parser.add_argument("--batch-sizes", default="1,2,4,8,16,32,64")
     parser.add_argument("--model-crops", type=int, default=256)
+    parser.add_argument("--modes", default="box,detect")
     args = parser.parse_args()
     figures = cpu_part(args.crops, args.repeats)
     device = args.model_device or ("cuda" if torch.cuda.is_available() else "")
@@ -168,7 +171,8 @@ def main():
     elif missing:
         print(f"model part skipped: {missing}")
     else:
-        figures.update(model_part(device, [int(b) for b in args.batch_sizes.split(",")], args.model_crops))
+        batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+        figures.update(model_part(device, batch_sizes, args.model_crops, args.modes.split(",")))
     print(" ".join(f"{k}={v:.2f}" for k, v in figures.items()))
 
 

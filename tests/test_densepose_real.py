@@ -71,7 +71,8 @@ def test_box_mode_equals_densepose_extractor_on_the_given_box(weights):
     assert backend.name == "densepose"
     settings = backend.settings()
     assert settings["mode"] == "box" and settings["input_size"] == [256, 128]
-    assert len(settings["weights_sha256"]) == 64 and settings["detectron2_version"]
+    assert len(settings["weights_sha256"]) == 64 and len(settings["resolved_config_sha256"]) == 64
+    assert settings["detectron2_version"]
     crops = _crops()
     got = backend.predict(crops, [f"k{i}" for i in range(len(crops))])
     for image, (iuv, score) in zip(crops, got):
@@ -100,6 +101,7 @@ def test_box_mode_batches_many_crops_with_the_same_result(weights):
 @pytest.mark.slow
 def test_detect_mode_keeps_the_covering_person_as_default_predictor_sees_it(weights):
     backend = DensePoseBackend(CONFIG, weights["person"], mode="detect", device="cpu", batch_size=2)
+    assert backend.settings()["test_size"] == [800, 1333] and "input_size" not in backend.settings()
     crops = _crops()[:2]
     got = backend.predict(crops, ["a", "b"])
     predictor = DefaultPredictor(backend.cfg)

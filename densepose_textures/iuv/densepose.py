@@ -128,7 +128,15 @@ class DensePoseBackend:
         self.model = build_model(cfg).eval()
         self._load_weights(DetectionCheckpointer)
         self.resize_detect = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
-        self._digests = {"config_sha256": sha256_file(self.config), "weights_sha256": sha256_file(self.weights)}
+        resolved = cfg.clone()
+        resolved.defrost()
+        resolved.MODEL.WEIGHTS, resolved.MODEL.DEVICE = "", ""
+        self._digests = {
+            "config_sha256": sha256_file(self.config),
+            # the config with its _BASE_ files merged in: a changed base file changes this too
+            "resolved_config_sha256": hashlib.sha256(resolved.dump().encode()).hexdigest(),
+            "weights_sha256": sha256_file(self.weights),
+        }
         log.info("DensePose %s mode on %s: config %s, weights %s", mode, self.device, self.config, self.weights)
 
     def _load_weights(self, checkpointer_class):
@@ -156,7 +164,8 @@ class DensePoseBackend:
         """What determines the output (stored with the IUV): mode, input size, file digests, versions."""
         return {
             "mode": self.mode,
-            "input_size": list(self.input_size) if self.mode == "box" else [self.cfg.INPUT.MIN_SIZE_TEST, self.cfg.INPUT.MAX_SIZE_TEST],
+            **({"input_size": list(self.input_size)} if self.mode == "box" else
+               {"test_size": [self.cfg.INPUT.MIN_SIZE_TEST, self.cfg.INPUT.MAX_SIZE_TEST]}),
             "config": self.config.name,
             **self._digests,
             "detectron2_version": self.detectron2.__version__,
