@@ -51,8 +51,12 @@ def random_problem(seed, num_q=40, num_g=300, ids=25, cams=4, levels=None):
 
 @pytest.mark.parametrize("seed,levels", [(0, None), (1, 7), (2, 3), (3, 50)])
 @pytest.mark.parametrize("ap_form", ["noninterp", "trapezoid"])
-def test_matches_per_query_reference(seed, levels, ap_form):
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_matches_per_query_reference(seed, levels, ap_form, dtype):
     dist, q_pids, g_pids, q_camids, g_camids = random_problem(seed, levels=levels)
+    dist = dist.astype(dtype)
+    junk = (q_pids[:, None] == g_pids[None]) & (q_camids[:, None] == g_camids[None])
+    assert junk.any()
     cmc, mAP, mINP, n = reference(dist, q_pids, g_pids, q_camids, g_camids, 20, ap_form)
     out = evaluate_rank(dist, q_pids, g_pids, q_camids, g_camids, max_rank=20, ap=ap_form, chunk_elements=2000)
     assert out["num_valid_queries"] == n < len(q_pids)
@@ -96,3 +100,16 @@ def test_nan_ranks_last_and_bad_input():
         evaluate_rank(dist, q_pids, g_pids, q_camids, g_camids[:-1])
     with pytest.raises(InputError, match="ap="):
         evaluate_rank(dist, q_pids, g_pids, q_camids, g_camids, ap="11point")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_negative_distances_and_signed_zero(dtype):
+    dist, q_pids, g_pids, q_camids, g_camids = random_problem(11, levels=10)
+    dist = (dist - 0.5).astype(dtype)  # similarities turned distances can be negative
+    zeros = dist == 0
+    dist[zeros] = -0.0 * np.sign(np.random.default_rng(1).random(zeros.sum()) - 0.5)
+    assert np.signbit(dist[zeros]).any() and not np.signbit(dist[zeros]).all()
+    cmc, mAP, mINP, n = reference(dist, q_pids, g_pids, q_camids, g_camids, 10)
+    out = evaluate_rank(dist, q_pids, g_pids, q_camids, g_camids, max_rank=10)
+    np.testing.assert_allclose(out["cmc"], cmc, atol=1e-6, rtol=0)
+    assert out["mAP"] == pytest.approx(mAP, abs=1e-6) and out["mINP"] == pytest.approx(mINP, abs=1e-6)
