@@ -5,17 +5,27 @@ import torch
 from click.testing import CliRunner
 
 from pipeline.cli import main
+from train.data import TrainImages, batch_to_device
 from train.export import load_encoder
-from train_fixtures import TRAIN_SETTINGS, train_set  # noqa: F401  (session fixture)
+from train.model import SAN
+from train.objective import SANObjective
+from train.run import initial_model
+from train_fixtures import TRAIN_SETTINGS, synth_items, train_set  # noqa: F401  (session fixture)
 
 
 def sets(*extra):
     return [arg for s in TRAIN_SETTINGS + list(extra) for arg in ("--set", s)]
 
 
-def losses(out, name):
-    lines = (out / "dvclive" / "plots" / "metrics" / "loss" / f"{name}.tsv").read_text().splitlines()[1:]
-    return [float(line.split("\t")[1]) for line in lines]
+def fixed_batch_losses(model, root, textures, items):
+    """Losses of ``model`` on every training image, without augmentation (BN on batch statistics)."""
+    data = TrainImages(root, items, textures, height=64, width=32, flip=False, resize_crop=1.0, resize_crop_prob=0.0,
+                       erasing=0.0)
+    batch = batch_to_device(torch.utils.data.default_collate([data[i] for i in range(len(items))]), "cpu")
+    objective = SANObjective(model, label_smoothing=0.1, triplet_margin=0.3, texture_weight=1.0, tr_weight=1.0,
+                             tr_margin=0.3).train()
+    with torch.no_grad():
+        return {name: value.item() for name, value in objective(**batch)[0].items()}
 
 
 def test_two_epochs_of_san_lower_the_losses_and_write_outputs(train_set, tmp_path):
@@ -25,13 +35,16 @@ def test_two_epochs_of_san_lower_the_losses_and_write_outputs(train_set, tmp_pat
     result = CliRunner().invoke(main, ["train", "--dataset", "synth", "--root", str(root), "--textures", str(textures),
                                        "--variant", "san", "--epochs", "2", "--out", str(out)] + sets())
     assert result.exit_code == 0, result.output + repr(result.exception)
-    # the ID and texture losses fall from the first epoch to the second (triplet and TR start from collapsed
-    # decoder maps, where TR is 4 x margin, and are not monotone over two tiny epochs)
-    for name in ("id", "texture"):
-        first, second = losses(out, name)
-        assert second < first, (name, first, second)
-    assert losses(out, "texture")[1] < 0.95 * losses(out, "texture")[0]
     record = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+    trained = SAN(**record["model_args"])
+    trained.load_state_dict(record["model"])
+    items = sorted(synth_items(root).train, key=lambda item: item[1])
+    before = fixed_batch_losses(initial_model(0, **record["model_args"]), root, textures, items)
+    after = fixed_batch_losses(trained, root, textures, items)
+    # ID and texture losses fall; the triplet and TR hinges start low (features near the origin, decoder
+    # maps collapsed: TR = 4 x margin) and grow as the features spread before they fall, on such short runs
+    assert after["id"] < before["id"], (before, after)
+    assert after["texture"] < 0.9 * before["texture"], (before, after)
     assert record["epoch"] == 2 and record["model_args"]["texture_size"] == 8
     assert any(k.startswith("decoder.") for k in record["model"])
     assert set(record["optim"]["optimizers"]) == {"reid", "texture_encoder", "texture_decoder"}

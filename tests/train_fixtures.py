@@ -35,18 +35,18 @@ def build_texture_set(root, items, out, size, *, fill=True, empty=()):
 
 
 TRAIN_SETTINGS = [
-    "model.backbone=resnet18", "data.height=64", "data.width=32", "data.ids_per_batch=4", "data.images_per_id=4",
+    "model.backbone=resnet18", "data.height=64", "data.width=32", "data.ids_per_batch=3", "data.images_per_id=4",
     "data.workers=0", "optim.warmup_epochs=0", "optim.texture_lr=0.001", "checkpoint_every=1", "picture_every=1",
 ]
 
 
 @pytest.fixture(scope="session")
 def train_set(tmp_path_factory):
-    """(root, texture set) of a small synthetic dataset: 6 training ids x 6 images at 64x32, P = 8."""
+    """(root, texture set) of a small synthetic dataset: 6 training ids x 8 images at 64x32, P = 8."""
     from densepose_textures.synth import write_dataset
 
     base = tmp_path_factory.mktemp("trainset")
-    root = write_dataset(base / "synth", ids=12, images_per_id=6, cameras=3, seed=0, image_size=(64, 32),
+    root = write_dataset(base / "synth", ids=12, images_per_id=8, cameras=3, seed=0, image_size=(64, 32),
                          texture_size=16, jobs=1)
     textures = build_texture_set(root, synth_items(root).train, base / "textures", 8)
     return root, textures

@@ -36,6 +36,12 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
+def initial_model(seed, **model_args):
+    """The SAN a run starts from: built right after seeding, so its initial weights depend on ``seed`` only."""
+    seed_everything(seed)
+    return SAN(**model_args)
+
+
 def _plain(value):
     """JSON-plain copy (tuples become lists), so settings compare equal after a checkpoint round trip."""
     return json.loads(json.dumps(value))
@@ -87,7 +93,6 @@ def train_model(*, root, train_items, out_dir, variant, model, data, optim, loss
     out_dir = Path(out_dir)
     rank, world, device = setup_distributed(device)
     main = rank == 0
-    seed_everything(seed)
 
     dataset = TrainImages(root, train_items, textures if variant == "san" else None, seed=seed,
                           height=data["height"], width=data["width"], flip=data["flip"],
@@ -100,7 +105,7 @@ def train_model(*, root, train_items, out_dir, variant, model, data, optim, loss
                   "std": list(IMAGENET_STD)}
 
     num_classes = int(dataset.pids.max()) + 1
-    net = SAN(num_classes, texture_size=dataset.texture_size, **model).to(device)
+    net = initial_model(seed, num_classes=num_classes, texture_size=dataset.texture_size, **model).to(device)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     model_args = _plain(net.model_args)
