@@ -172,12 +172,19 @@ def count_empty(textures, records):
     return int(np.count_nonzero(~np.asarray(textures.found, dtype=bool)[records]))
 
 
+def _quiet_worker(_):
+    """One thread per DataLoader worker: the workers are the parallelism (no OpenCV/torch oversubscription)."""
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
 def make_loader(dataset, sampler, *, workers, device):
     """DataLoader over an identity batch sampler; pinned memory on CUDA, persistent workers."""
     return torch.utils.data.DataLoader(
         dataset,
         batch_sampler=sampler,
         num_workers=workers,
+        worker_init_fn=_quiet_worker if workers > 0 else None,
         pin_memory=torch.device(device).type == "cuda",
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,
