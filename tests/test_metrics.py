@@ -113,3 +113,17 @@ def test_negative_distances_and_signed_zero(dtype):
     out = evaluate_rank(dist, q_pids, g_pids, q_camids, g_camids, max_rank=10)
     np.testing.assert_allclose(out["cmc"], cmc, atol=1e-6, rtol=0)
     assert out["mAP"] == pytest.approx(mAP, abs=1e-6) and out["mINP"] == pytest.approx(mINP, abs=1e-6)
+
+
+def test_torch_path_as_on_gpu(monkeypatch):
+    """The steps numpy does on CPU, done with torch as on a GPU, give the same metrics."""
+    import train.evaluation.metrics as metrics
+
+    monkeypatch.setattr(metrics, "_on_numpy", lambda tensor: False)
+    for dtype in (np.float32, np.float64):
+        dist, q_pids, g_pids, q_camids, g_camids = random_problem(13, levels=8)
+        dist = dist.astype(dtype)
+        cmc, mAP, mINP, n = reference(dist, q_pids, g_pids, q_camids, g_camids, 10)
+        out = evaluate_rank(dist, q_pids, g_pids, q_camids, g_camids, max_rank=10, chunk_elements=1000)
+        np.testing.assert_allclose(out["cmc"], cmc, atol=1e-6, rtol=0)
+        assert out["mAP"] == pytest.approx(mAP, abs=1e-6) and out["mINP"] == pytest.approx(mINP, abs=1e-6)

@@ -100,3 +100,13 @@ def test_bad_input():
         k_reciprocal(qf, gf, k1=0)
     with pytest.raises(InputError, match="-d"):
         k_reciprocal(qf, gf[:, :5])
+
+
+def test_torch_path_as_on_gpu(monkeypatch):
+    """The steps numpy does on CPU, done with torch as on a GPU, give the same distances."""
+    import train.evaluation.rerank as rerank
+
+    monkeypatch.setattr(rerank, "_on_numpy", lambda tensor: False)
+    qf, gf = clustered(7, 20, 90)
+    np.testing.assert_allclose(k_reciprocal(qf, gf, pair_budget=500).numpy(), reference_re_ranking(qf, gf, 20, 6, 0.3),
+                               atol=1e-5, rtol=0)

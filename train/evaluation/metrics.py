@@ -21,6 +21,12 @@ from .threads import single_threaded
 AP_FORMS = ("noninterp", "trapezoid")
 
 
+def _on_numpy(tensor):
+    """Whether to run a step with numpy (CPU tensors; the torch path serves GPUs and is tested by
+    switching this off)."""
+    return tensor.device.type == "cpu"
+
+
 def _tensor(x, name, device=None, dtype=None):
     if isinstance(x, torch.Tensor):
         t = x.detach()
@@ -49,13 +55,13 @@ def _same_pid_pairs(q_pids, g_pids):
 
 def _sort(keys):
     """Sorted int64 keys; numpy's sort on CPU (about 10x torch's there), torch's on GPU."""
-    if keys.device.type == "cpu":
+    if _on_numpy(keys):
         return torch.from_numpy(np.sort(keys.numpy()))
     return torch.sort(keys).values
 
 
 def _searchsorted(sorted_keys, keys):
-    if keys.device.type == "cpu":
+    if _on_numpy(keys):
         return torch.from_numpy(np.searchsorted(sorted_keys.numpy(), keys.numpy()))
     return torch.searchsorted(sorted_keys, keys)
 
@@ -99,7 +105,7 @@ def _sorted_keys(dist, thresholds, pair_rows, pair_cols, pair_dist):
     """Sorted packed (row, distance, gallery index) keys of the chunk's entries at most as far as their
     row's threshold (a stable sort of every row at once), the keys of the given pairs (which are among
     them), and the count of such entries per row."""
-    if dist.device.type == "cpu" and dist.dtype == torch.float32:
+    if _on_numpy(dist) and dist.dtype == torch.float32:
         return _sorted_keys_numpy(dist, thresholds, pair_rows, pair_cols, pair_dist)
     num_rows, num_cols = dist.shape
     mask = dist <= thresholds[:, None]
@@ -107,7 +113,7 @@ def _sorted_keys(dist, thresholds, pair_rows, pair_cols, pair_dist):
     flat = torch.nonzero(mask.reshape(-1)).squeeze(1)
     values = dist.reshape(-1)[flat] + 0.0  # -0.0 -> +0.0: they compare equal
     # value keys: the dense rank of each distance among the chunk's
-    if values.device.type == "cpu":
+    if _on_numpy(values):
         unique, rank = np.unique(values.numpy(), return_inverse=True)
         unique, rank = torch.from_numpy(unique), torch.from_numpy(rank.reshape(-1).astype(np.int64))
     else:

@@ -32,6 +32,12 @@ from .threads import single_threaded
 log = logging.getLogger(__name__)
 
 
+def _on_numpy(tensor):
+    """Whether to run a step with numpy (CPU tensors; the torch path serves GPUs and is tested by
+    switching this off)."""
+    return tensor.device.type == "cpu"
+
+
 def _segments(counts):
     """For a flat array cut into segments of ``counts``: each element's segment and offset within it."""
     starts = torch.cumsum(counts, 0) - counts
@@ -41,7 +47,7 @@ def _segments(counts):
 
 def _coalesce(keys, values):
     """Sum ``values`` of equal int64 ``keys``: (sorted unique keys, sums)."""
-    if keys.device.type == "cpu":
+    if _on_numpy(keys):
         k, v = keys.numpy(), values.numpy()
         order = np.argsort(k, kind="stable")
         k, v = k[order], v[order]
@@ -146,6 +152,26 @@ def _query_expansion(rows, cols, vals, top_k2, n):
     return torch.div(keys, n, rounding_mode="floor"), keys % n, sums / k2
 
 
+def _shared_mass(q_rows, q_cols, q_vals, pairs, col_start, g_rows, g_vals, shape):
+    """(B, G) sum over k of min(V[q, k], V[g, k]): every query entry (q, k) meets the ``pairs`` gallery
+    entries of column k (``col_start[k]`` onwards in the inverted index ``g_rows``/``g_vals``)."""
+    num_g = shape[1]
+    if _on_numpy(q_rows):  # numpy's repeat and bincount: about 3x torch's here
+        pairs, cols = pairs.numpy(), q_cols.numpy()
+        where = np.repeat(col_start.numpy()[cols] - (np.cumsum(pairs) - pairs), pairs)
+        where += np.arange(len(where))
+        shared = np.repeat(q_vals.numpy(), pairs)
+        np.minimum(shared, g_vals.numpy()[where], out=shared)
+        flat = np.repeat(q_rows.numpy() * num_g, pairs)
+        flat += g_rows.numpy()[where]
+        return torch.from_numpy(np.bincount(flat, weights=shared, minlength=shape[0] * num_g).reshape(shape))
+    entry, offset = _segments(pairs)
+    where = col_start[q_cols[entry]] + offset
+    shared = torch.minimum(q_vals[entry], g_vals[where])
+    flat = q_rows[entry] * num_g + g_rows[where]
+    return torch.bincount(flat, weights=shared, minlength=shape[0] * num_g).view(shape)
+
+
 def _jaccard_into(out, rows, cols, vals, num_q, lambda_value, pair_budget):
     """out (Q, G) holds O[q, g]; replace it by (1 - lambda) * Jaccard + lambda * O, chunk by chunk."""
     n, num_g = num_q + out.shape[1], out.shape[1]
@@ -168,12 +194,8 @@ def _jaccard_into(out, rows, cols, vals, num_q, lambda_value, pair_budget):
         b = a + max(1, int((budget <= pair_budget).sum()))
         e0 = int(entry_start[a - 1]) if a else 0
         e1 = int(entry_start[b - 1])
-        entry, offset = _segments(pairs[e0:e1])
-        entry += e0
-        where = col_start[q_cols[entry]] + offset
-        shared = torch.minimum(q_vals[entry], g_vals[where])
-        flat = (q_rows[entry] - a) * num_g + g_rows[where]
-        s = torch.bincount(flat, weights=shared, minlength=(b - a) * num_g).view(b - a, num_g).to(out.dtype)
+        s = _shared_mass(q_rows[e0:e1] - a, q_cols[e0:e1], q_vals[e0:e1], pairs[e0:e1], col_start, g_rows, g_vals,
+                         (b - a, num_g)).to(out.dtype)
         block = out[a:b]
         block.mul_(lambda_value).add_((1 - s / (2 - s)) * (1 - lambda_value))
         a = b
