@@ -83,7 +83,7 @@ def train_epoch(module, loader, optim, prepare, *, device, amp="none", epoch=0, 
             sums[name] = sums[name] + value if name in sums else value
         steps += 1
         images += len(inputs["pids"]) * world_size
-        last = (inputs, visuals)
+        last = (inputs, visuals.detach() if torch.is_tensor(visuals) else visuals)
         if progress and (steps % 10 == 1 or steps == len(loader)):
             rate = images / max(time.perf_counter() - start, 1e-9)
             bar.set_postfix({"img/s": f"{rate:.1f}", **{n: f"{v.item() / steps:.3f}" for n, v in sums.items()}})
