@@ -1,8 +1,10 @@
 """Training speed and peak memory of the baseline vs SAN: same backbone, batch and input, one run.
 
-Each configuration runs in its own process (so peak memory is its own): a P x K batch of
-random images and texture targets held in memory (the model step only, no data loading),
-one warm-up step, then the best of 3 timings of ``--steps`` steps. Configurations:
+A P x K batch of random images and texture targets held in memory (the model step only, no
+data loading). Timing: all variants built in one process, one warm-up step each, then 3 rounds
+in which each variant times ``--steps`` steps in turn (best round kept), so load changes on a
+shared machine hit all variants alike. Peak memory: each variant alone in its own process.
+Variants:
 ``baseline`` (encoder alone), ``san`` (faithful profile: two gradient sets, four optimisers),
 ``san-joint`` (one optimiser over the summed losses), and eval-mode inference of both.
 
@@ -32,17 +34,15 @@ CONFIGS = {
 VARIANTS = ("baseline", "san", "san-joint")
 
 
-def child(where, variant, steps, threads):
+def build(cfg, variant, device):
+    """(train step, inference step) closures of one variant on a random in-memory batch."""
     from train.data import batch_to_device
     from train.engine import autocast
     from train.model import SAN
     from train.objective import SANObjective
     from train.optim import Optimization
 
-    cfg = CONFIGS[where]
-    torch.set_num_threads(threads)
     torch.manual_seed(0)
-    device = torch.device(cfg["device"])
     (h, w), (p, k), tex = cfg["size"], cfg["batch"], cfg["texture"]
     n = p * k
     net = SAN(751, backbone=cfg["backbone"], texture_size=None if variant == "baseline" else tex).to(device)
@@ -62,44 +62,67 @@ def child(where, variant, steps, threads):
     if variant == "baseline":
         inputs = {k: inputs[k] for k in ("images", "pids")}
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
     def train_step():
+        objective.train()
         with autocast(device, cfg["amp"]):
             losses, _ = objective(**inputs)
         optim.step(losses)
 
     def infer_step():
+        net.eval()
         with torch.no_grad(), autocast(device, cfg["amp"]):
             net(inputs["images"])
 
-    def best_of_3(step, count):
-        step()
+    return train_step, infer_step
+
+
+def child(where, what, steps, threads):
+    """``what``: ``time`` (all variants in turn, round by round, so load changes hit them alike) or a
+    variant name (its peak memory over a few training steps, alone in this process)."""
+    cfg = CONFIGS[where]
+    torch.set_num_threads(threads)
+    device = torch.device(cfg["device"])
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def timed(step, count):
         sync()
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            for _ in range(count):
-                step()
-            sync()
-            times.append((time.perf_counter() - start) / count)
-        return min(times)
+        start = time.perf_counter()
+        for _ in range(count):
+            step()
+        sync()
+        return (time.perf_counter() - start) / count
 
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    objective.train()
-    train_s = best_of_3(train_step, steps)
-    peak = (torch.cuda.max_memory_allocated() if device.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20
-    net.eval()
-    infer_s = best_of_3(infer_step, steps)
-    print(json.dumps({"train_s": train_s, "img_s": n / train_s, "peak_mb": peak, "infer_s": infer_s}))
+    if what != "time":
+        train_step, _ = build(cfg, what, device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        for _ in range(2):
+            train_step()
+        sync()
+        peak = (torch.cuda.max_memory_allocated() if device.type == "cuda"
+                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20
+        print(json.dumps({"peak_mb": peak}))
+        return
+    steps_of = {v: build(cfg, v, device) for v in VARIANTS}
+    for train_step, infer_step in steps_of.values():  # warm-up
+        train_step()
+        infer_step()
+    best = {v: {"train_s": float("inf"), "infer_s": float("inf")} for v in VARIANTS}
+    for _ in range(3):
+        for v, (train_step, infer_step) in steps_of.items():
+            best[v]["train_s"] = min(best[v]["train_s"], timed(train_step, steps))
+            best[v]["infer_s"] = min(best[v]["infer_s"], timed(infer_step, steps))
+    n = cfg["batch"][0] * cfg["batch"][1]
+    for v in VARIANTS:
+        best[v]["img_s"] = n / best[v]["train_s"]
+    print(json.dumps(best))
 
 
-def run(where, variant, steps, threads):
-    out = subprocess.run([sys.executable, __file__, "--child", where, variant, "--steps", str(steps),
+def run(where, what, steps, threads):
+    out = subprocess.run([sys.executable, __file__, "--child", where, what, "--steps", str(steps),
                           "--threads", str(threads)], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -108,7 +131,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2, help="steps per timing (best of 3 timings)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads")
-    parser.add_argument("--child", nargs=2, metavar=("WHERE", "VARIANT"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=2, metavar=("WHERE", "WHAT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(*args.child, args.steps, args.threads)
@@ -116,7 +139,10 @@ def main():
     figures = {}
     for where in places:
         cfg = CONFIGS[where]
-        results = {v: run(where, v, args.steps if where == "cpu" else 10, args.threads) for v in VARIANTS}
+        steps = args.steps if where == "cpu" else 10
+        results = run(where, "time", steps, args.threads)
+        for v in VARIANTS:
+            results[v].update(run(where, v, steps, args.threads))
         base = results["baseline"]
         print(f"{where}: {cfg['backbone']}, {cfg['size'][0]}x{cfg['size'][1]}, batch {cfg['batch'][0]}x{cfg['batch'][1]}, "
               f"P={cfg['texture']}, amp {cfg['amp']}, threads {args.threads if where == 'cpu' else '-'}")
