@@ -23,6 +23,7 @@ import logging
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from densepose_textures.errors import InputError
 
@@ -76,7 +77,7 @@ def _neighbours(feats, num_q, k, block_size):
         row_max[rows] = torch.maximum(row_max[rows], dist.amax(dim))
 
     starts = range(0, n, block_size)
-    for a in starts:
+    for a in tqdm(starts, desc="re-ranking: neighbours", unit="block", disable=None, leave=False):
         rows_a = slice(a, min(a + block_size, n))
         for b in (s for s in starts if s >= a):
             rows_b = slice(b, min(b + block_size, n))
