@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 from click.testing import CliRunner
 
@@ -10,7 +11,9 @@ from train.export import load_encoder
 from train.model import SAN
 from train.objective import SANObjective
 from train.run import initial_model
-from train_fixtures import TRAIN_SETTINGS, synth_items, train_set  # noqa: F401  (session fixture)
+from train_fixtures import TRAIN_SETTINGS, synth_items, one_thread, train_set  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def sets(*extra):
@@ -29,7 +32,6 @@ def fixed_batch_losses(model, root, textures, items):
 
 
 def test_two_epochs_of_san_lower_the_losses_and_write_outputs(train_set, tmp_path):
-    torch.set_num_threads(1)
     root, textures = train_set
     out = tmp_path / "san"
     result = CliRunner().invoke(main, ["train", "--dataset", "synth", "--root", str(root), "--textures", str(textures),
@@ -58,7 +60,6 @@ def test_two_epochs_of_san_lower_the_losses_and_write_outputs(train_set, tmp_pat
 
 
 def test_baseline_trains_without_textures_with_warmup_and_joint_profile(train_set, tmp_path):
-    torch.set_num_threads(1)
     root, _ = train_set
     out = tmp_path / "baseline"
     result = CliRunner().invoke(main, ["train", "--dataset", "synth", "--root", str(root), "--variant", "baseline",

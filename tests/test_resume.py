@@ -9,9 +9,11 @@ import torch
 from click.testing import CliRunner
 
 from pipeline.cli import main
-from train_fixtures import TRAIN_SETTINGS, train_set  # noqa: F401  (session fixture)
+from train_fixtures import TRAIN_SETTINGS, one_thread, train_set  # noqa: F401  (fixtures)
 
 SETTINGS = TRAIN_SETTINGS + ["eval_every=-1", "picture_every=0", "seed=3"]
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def command(root, textures, out, *extra):
@@ -26,7 +28,6 @@ def weights(out):
 
 @pytest.mark.slow  # two processes each: about 10 s on a quiet 2-core machine
 def test_kill_and_resume_gives_the_weights_of_an_uninterrupted_run(train_set, tmp_path):
-    torch.set_num_threads(1)
     root, textures = train_set
     result = CliRunner().invoke(main, command(root, textures, tmp_path / "straight"))
     assert result.exit_code == 0, result.output + repr(result.exception)
@@ -60,7 +61,6 @@ def test_kill_and_resume_gives_the_weights_of_an_uninterrupted_run(train_set, tm
 
 
 def test_resume_refuses_other_settings(train_set, tmp_path):
-    torch.set_num_threads(1)
     root, textures = train_set
     out = tmp_path / "run"
     assert CliRunner().invoke(main, command(root, textures, out, "--epochs", "1")).exit_code == 0

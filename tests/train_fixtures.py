@@ -50,3 +50,14 @@ def train_set(tmp_path_factory):
                          texture_size=16, jobs=1)
     textures = build_texture_set(root, synth_items(root).train, base / "textures", 8)
     return root, textures
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread during a test (two threads on a loaded 2-core machine spin far slower), restored after."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
