@@ -10,6 +10,7 @@ Variants:
 
 CPU: the CPU profile (ResNet-18, 128x64, 8 x 4 images, P = 32). GPU (only when CUDA is
 available): ResNet-50, 256x128, 16 x 4 images, P = 32, AMP bf16, channels_last.
+Also the training samples/s of one DataLoader worker (image + texture target at 256x128, P = 32).
 The reference is the baseline measured in the same run; the last line holds the figures,
 ``san_over_baseline_step`` from the GPU when there is one, else from the CPU.
 
@@ -121,6 +122,47 @@ def child(where, what, steps, threads):
     print(json.dumps(best))
 
 
+def loader_rate(repeats=3, samples=400):
+    """Training samples/s of one DataLoader worker (256x128 image, P = 32 target, full augmentation),
+    on a synthetic set with its texture set built here; best of ``repeats``."""
+    import tempfile
+    from pathlib import Path
+
+    import cv2
+    import numpy as np
+
+    from densepose_textures.atlas import image_to_atlas
+    from densepose_textures.fill import fill_atlas
+    from densepose_textures.imageio import read_iuv, read_rgb
+    from densepose_textures.shards import write_texture_set
+    from densepose_textures.synth import body_mirror_map, iuv_path, write_dataset
+    from train.data import TrainImages
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = write_dataset(Path(tmp) / "synth", ids=20, images_per_id=10, cameras=3, seed=0, image_size=(256, 128),
+                             texture_size=32, jobs=1)
+        keys = sorted(str(p.relative_to(root)) for p in (root / "bounding_box_train").glob("*.jpg"))
+        mirror = body_mirror_map()
+        rec = [fill_atlas(*image_to_atlas(read_rgb(root / k), read_iuv(iuv_path(root, k)), 32), mirror=mirror)
+               for k in keys]
+        observed = np.ones((len(keys), 24, 32, 32), np.uint8)
+        pids = [int(k.split("/")[-1][:4]) for k in keys]
+        write_texture_set(Path(tmp) / "tex", np.stack([r[0] for r in rec]), observed, np.stack([r[1] for r in rec]),
+                          keys, pids, [0] * len(keys), mirror_index=mirror.texel_index(32))
+        items = [(k, pid, 0) for k, pid in zip(keys, pids)]
+        data = TrainImages(root, items, Path(tmp) / "tex", height=256, width=128, flip=True, resize_crop=1.125,
+                           resize_crop_prob=0.5, erasing=0.5)
+        best = 0.0
+        for r in range(repeats):
+            start = time.perf_counter()
+            for slot in range(samples):
+                data[(slot % len(items), r, slot)]
+            best = max(best, samples / (time.perf_counter() - start))
+    return best
+
+
 def run(where, what, steps, threads):
     out = subprocess.run([sys.executable, __file__, "--child", where, what, "--steps", str(steps),
                           "--threads", str(threads)], capture_output=True, text=True, check=True)
@@ -158,6 +200,9 @@ def main():
             f"{where}_baseline_peak_mb": base["peak_mb"], f"{where}_san_peak_mb": results["san"]["peak_mb"],
             f"{where}_san_over_baseline_infer": results["san"]["infer_s"] / base["infer_s"],
         })
+    figures["loader_samples_s_per_worker"] = loader_rate()
+    print(f"data: {figures['loader_samples_s_per_worker']:.0f} training samples/s per DataLoader worker "
+          "(256x128 image read + augmentation + P=32 target read and mirrored)")
     head = places[-1]
     figures["san_over_baseline_step"] = figures[f"{head}_san_over_baseline_step"]
     figures["san_joint_over_baseline_step"] = figures[f"{head}_san_joint_over_baseline_step"]
