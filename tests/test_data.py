@@ -1,6 +1,5 @@
 import logging
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -31,8 +30,8 @@ def mirrored_view(image, iuv):
     the IUV flipped, each part relabelled as its mirror and (U, V) mapped through the mirror map."""
     image, iuv = image[:, ::-1], iuv[:, ::-1].copy()
     fg = iuv[..., 0] > 0
-    part, u, v = MIRROR_PART[iuv[fg, 0]], None, None
-    _, u, v = body_mirror_map().map_uv(iuv[fg, 0], iuv[fg, 1] / 255.0, iuv[fg, 2] / 255.0)
+    part, u, v = body_mirror_map().map_uv(iuv[fg, 0], iuv[fg, 1] / 255.0, iuv[fg, 2] / 255.0)
+    assert np.array_equal(part, MIRROR_PART[iuv[fg, 0]])
     iuv[fg, 0], iuv[fg, 1], iuv[fg, 2] = part, np.rint(u * 255), np.rint(v * 255)
     return np.ascontiguousarray(image), iuv
 
