@@ -82,8 +82,8 @@ def test_extract_then_evaluate_features(synth_root, model_file, small_params, tm
     assert res.exit_code == 0, res.output
     metrics = json.loads((out / "metrics.json").read_text())
     gf, gallery, _ = read_features(tmp_path / "gallery.h5")
-    direct = evaluate_rank(pairwise_distance(qf, gf), *[np.array([i[k] for i in items])
-                                                        for k, items in ((1, query), (1, gallery), (2, query), (2, gallery))])
+    labels = [np.array([item[k] for item in items]) for k, items in ((1, query), (1, gallery), (2, query), (2, gallery))]
+    direct = evaluate_rank(pairwise_distance(qf, gf), *labels)
     assert metrics["plain"]["mAP"] == pytest.approx(direct["mAP"])
     assert metrics["plain"]["rank1"] == pytest.approx(direct["cmc"][0])
     assert set(metrics["rerank"]) >= {"rank1", "rank5", "rank10", "mAP", "mINP"}

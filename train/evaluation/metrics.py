@@ -5,10 +5,12 @@ the remaining same-pid entries are its true matches; queries without a match
 are skipped. Ties in distance are broken by gallery index (a stable sort).
 
 Nothing sorts the whole gallery: only the entries at most as far as a query's
-farthest true match can change its ranks, so each chunk keeps those
-(one comparison pass), sorts them, and reads the rank of every true match
-from a cumulative count of the valid entries. NaN distances rank last, as in
-a stable ``np.argsort``. Runs on the device of ``distmat`` (numpy -> CPU).
+farthest true match can change its ranks, so each chunk keeps those (one
+comparison pass) and sorts them as packed (row, distance, gallery index) keys
+in one flat sort; the same-pid pairs (known in advance from the pids) are then
+located by binary search, and a match's rank is its position in its row minus
+the junk before it. NaN distances rank last, as in a stable ``np.argsort``.
+Runs on the device of ``distmat`` (numpy -> CPU).
 """
 
 import numpy as np
@@ -93,8 +95,8 @@ def _sorted_keys_numpy(dist, thresholds, pair_rows, pair_cols, pair_dist):
         raise InputError(f"distance matrix chunk too large to rank ({tuple(dist.shape)}): lower chunk_elements")
     keys, pair_keys = values[:len(flat)], values[len(flat):]
     keys <<= col_bits
-    keys += flat  # row * num_cols + col ...
-    keys += np.repeat(np.arange(num_rows, dtype=np.int64) * ((1 << row_shift) - num_cols), counts)  # ... -> row << shift
+    keys += flat  # row * num_cols + col, turned into (row << row_shift) + col:
+    keys += np.repeat(np.arange(num_rows, dtype=np.int64) * ((1 << row_shift) - num_cols), counts)
     keys.sort()
     pair_keys <<= col_bits
     pair_keys |= (pair_rows.numpy() << row_shift) | pair_cols.numpy()
