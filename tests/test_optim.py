@@ -90,3 +90,32 @@ def test_warmup_uses_a_separate_plain_adam():
     assert not optim.optimizers["warmup"].defaults["amsgrad"] and optim.optimizers["reid"].defaults["amsgrad"]
     optim.set_epoch(2)
     assert optim.active() == ["reid"] and optim.lrs() == {"reid": 8e-4}
+
+
+@pytest.mark.parametrize("profile", ["faithful", "joint"])
+def test_bnneck_head_with_a_frozen_bias_trains(profile):
+    net = SAN(4, backbone="resnet18", head="bnneck", texture_size=4)
+    frozen = {n: p.detach().clone() for n, p in net.named_parameters() if not p.requires_grad}
+    assert frozen  # BNNeck's BN bias
+    optim = Optimization(net, profile=profile, **dict(SCHEDULE, warmup_epochs=0), weight_decay=5e-4, amsgrad=True,
+                         texture_lr=1e-5, texture_betas=(0.5, 0.999))
+    optim.set_epoch(0)
+    optim.step(_objective(net)(**_inputs())[0])
+    params = dict(net.named_parameters())
+    assert all(torch.equal(params[n], v) for n, v in frozen.items())
+
+
+def test_provenance_weights_weigh_target_texels_by_fill_step():
+    from train.losses import texture_l1
+
+    net = SAN(4, backbone="resnet18", texture_size=4)
+    inputs = _inputs()
+    inputs["provenance"] = torch.randint(0, 3, inputs["provenance"].shape, dtype=torch.uint8)
+    objective = SANObjective(net, label_smoothing=0.1, triplet_margin=0.3, texture_weight=2.0, tr_weight=1.0,
+                             tr_margin=0.3, provenance_weights=[1.0, 0.5, 0.25])
+    with torch.no_grad():
+        losses, texture = objective(**inputs)
+    weights = torch.tensor([1.0, 0.5, 0.25])[inputs["provenance"].long()]
+    expected = 2.0 * texture_l1(texture, inputs["target"], inputs["mask"], weights)
+    torch.testing.assert_close(losses["texture"], expected)
+    assert not torch.allclose(losses["texture"], 2.0 * texture_l1(texture, inputs["target"], inputs["mask"]))

@@ -58,13 +58,17 @@ class Optimization:
                              warmup_lr=warmup_lr, warmup_factor=warmup_factor)
         self.distributed = distributed
         decoder = getattr(model, "decoder", None)
-        decoder_ids = {id(p) for p in decoder.parameters()} if decoder is not None else set()
-        self.reid_params = [p for p in model.parameters() if id(p) not in decoder_ids]
-        self.decoder_params = [p for p in decoder.parameters()] if decoder is not None else []
-        self.encoder_params = [p for p in model.encoder.parameters()]
+
+        def trainable(module):  # frozen parameters (BNNeck's BN bias) take no gradient
+            return [p for p in module.parameters() if p.requires_grad] if module is not None else []
+
+        decoder_ids = {id(p) for p in trainable(decoder)}
+        self.reid_params = [p for p in trainable(model) if id(p) not in decoder_ids]
+        self.decoder_params = trainable(decoder)
+        self.encoder_params = trainable(model.encoder)
         self.optimizers = {}
         if profile == "joint":
-            self.optimizers["joint"] = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay,
+            self.optimizers["joint"] = torch.optim.Adam(trainable(model), lr=lr, weight_decay=weight_decay,
                                                         amsgrad=amsgrad)
         else:
             if warmup_epochs > 0:
