@@ -23,7 +23,9 @@ COMMANDS = {
     "export": ("pipeline.commands.train", "export", "Export the inference encoder of a checkpoint."),
     "extract": ("pipeline.commands.evaluate", "extract", "Extract features of a dataset split or image folder."),
     "evaluate": ("pipeline.commands.evaluate", "evaluate", "Evaluate a model or features: CMC, mAP, mINP, re-ranking."),
-    "report": ("pipeline.commands.report", "report", "Write the pipeline's report of all experiments."),
+    "evaluate-experiment": ("pipeline.commands.report", "evaluate_experiment",
+                            "Evaluate a trained model on every test set of its experiment."),
+    "report": ("pipeline.commands.report", "report_command", "Write the pipeline's report of all experiments."),
 }
 
 

@@ -13,9 +13,14 @@ def canonical_name(dataset, variant=None):
 
 
 def raw_root(dataset):
-    """Where the dataset itself lives (or is linked): ``data/raw/<family>``."""
-    family = "cuhk03" if dataset.startswith("cuhk03") else dataset
-    return DATA / "raw" / family
+    """Where the dataset itself lives (or is linked): ``data/raw/<dataset>``.
+
+    ``cuhk03_labeled`` and ``cuhk03_detected`` fall back to ``data/raw/cuhk03`` (one download holds both).
+    """
+    root = DATA / "raw" / dataset
+    if dataset.startswith("cuhk03") and not root.exists():
+        return DATA / "raw" / "cuhk03"
+    return root
 
 
 def iuv_store(dataset):

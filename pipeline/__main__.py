@@ -1,0 +1,5 @@
+"""``python -m pipeline``: the ``sanreid`` command (handy under ``torchrun``)."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,54 @@
+"""Pipeline stage entry points: evaluate one trained model on its test sets; write the report."""
+
+import json
+from pathlib import Path
+
+import click
+
+from .. import paths, report
+from .common import fail, params_from_context, user_errors
+
+
+@click.command("evaluate-experiment")
+@click.option("--dataset", required=True, help="Training dataset: a key of `experiments` in the parameters.")
+@click.option("--variant", type=click.Choice(report.VARIANTS), required=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Training seed of the model.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Model to evaluate (default: data/models/<dataset>/<variant>/seed<S>/last.pt).")
+@click.pass_context
+@user_errors
+def evaluate_experiment(ctx, dataset, variant, seed, checkpoint):
+    """Evaluate a model on every test set of its experiment (``experiments.<dataset>.test``).
+
+    Writes data/metrics/runs/<dataset>/<variant>/seed<S>/<test>/ (sanreid evaluate's files) and
+    data/metrics/runs/<dataset>/<variant>/seed<S>.json ({test set: metrics}).
+    """
+    from .evaluate import evaluate
+
+    experiments = params_from_context().experiments
+    if dataset not in experiments:
+        fail(f"no experiment trains on {dataset!r}; experiments in the parameters: {', '.join(experiments)}")
+    checkpoint = checkpoint or paths.model_dir(dataset, variant) / f"seed{seed}" / "last.pt"
+    if not checkpoint.is_file():
+        fail(f"model {checkpoint} not found: run `sanreid train --dataset {dataset} --variant {variant}` first")
+    details = report.run_details_dir(dataset, variant, seed)
+    summary = {}
+    for test in experiments[dataset].test:
+        out = details / test
+        ctx.invoke(evaluate, dataset=test, checkpoint=checkpoint, out=out)
+        summary[test] = json.loads((out / "metrics.json").read_text())
+    path = report.run_summary_path(dataset, variant, seed)
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    click.echo(f"wrote {path}")
+
+
+@click.command("report")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Report file (default: data/metrics/report.md).")
+@user_errors
+def report_command(out):
+    """Baseline vs SAN on every test set (mean and spread over seeds), and texture quality."""
+    params = params_from_context()
+    path = report.write_report(params.experiments, params.seeds, out or paths.metrics_dir() / "report.md")
+    click.echo(path.read_text())
+    click.echo(f"wrote {path}")

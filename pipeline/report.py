@@ -1,0 +1,143 @@
+"""The pipeline's summary: metrics of every (training set, variant, seed) on every test set.
+
+Evaluation runs write ``data/metrics/runs/<train>/<variant>/seed<S>.json`` ({test set: metrics});
+:func:`write_report` gathers them into ``data/metrics/report.md`` and one CMC file per curve in
+``data/metrics/cmc/`` (for ``dvc plots``).
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from . import paths
+
+VARIANTS = ("baseline", "san")
+COLUMNS = (("rank1", "Rank-1"), ("rank5", "Rank-5"), ("rank10", "Rank-10"), ("mAP", "mAP"), ("mINP", "mINP"))
+
+
+def runs_dir():
+    return paths.metrics_dir() / "runs"
+
+
+def run_summary_path(dataset, variant, seed):
+    return runs_dir() / dataset / variant / f"seed{seed}.json"
+
+
+def run_details_dir(dataset, variant, seed):
+    return runs_dir() / dataset / variant / f"seed{seed}"
+
+
+def collect(experiments, seeds):
+    """{(train, test, variant): [metrics of each seed]} for the runs that exist, and the seeds found."""
+    table, found = {}, set()
+    for train in experiments:
+        for variant in VARIANTS:
+            for seed in seeds:
+                path = run_summary_path(train, variant, seed)
+                if not path.is_file():
+                    continue
+                found.add(seed)
+                for test, metrics in json.loads(path.read_text()).items():
+                    table.setdefault((train, test, variant), []).append(metrics)
+    return table, sorted(found)
+
+
+def _mean_spread(values):
+    values = 100 * np.asarray(values, dtype=np.float64)
+    spread = values.std(ddof=1) if len(values) > 1 else 0.0
+    return values.mean(), spread
+
+
+def _cell(runs, kind, column):
+    values = [run[kind][column] for run in runs if kind in run]
+    if not values:
+        return "–"
+    mean, spread = _mean_spread(values)
+    return f"{mean:.1f} ± {spread:.1f}" if len(values) > 1 else f"{mean:.1f}"
+
+
+def metrics_table(table):
+    """Markdown table: one row per (train, test, variant), plain and re-ranked columns."""
+    head = "| train | test | variant | seeds | " + " | ".join(name for _, name in COLUMNS)
+    head += " | " + " | ".join(f"{name} (RR)" for _, name in COLUMNS) + " |"
+    lines = [head, "|" + " --- |" * 4 + " ---: |" * (2 * len(COLUMNS))]
+    for (train, test, variant), runs in sorted(table.items()):
+        cells = [_cell(runs, "plain", c) for c, _ in COLUMNS] + [_cell(runs, "rerank", c) for c, _ in COLUMNS]
+        lines.append(f"| {train} | {test} | {variant} | {len(runs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def verdicts(table):
+    """Does SAN beat the baseline by more than the seed spread? One line per (train, test)."""
+    lines = []
+    for train, test in sorted({(t, s) for t, s, _ in table}):
+        base, san = table.get((train, test, "baseline")), table.get((train, test, "san"))
+        if not base or not san:
+            continue
+        for column in ("mAP", "rank1"):
+            b_mean, b_spread = _mean_spread([r["plain"][column] for r in base])
+            s_mean, s_spread = _mean_spread([r["plain"][column] for r in san])
+            diff = s_mean - b_mean
+            spread = max(b_spread, s_spread)
+            if min(len(base), len(san)) < 2:
+                judgement = "one seed per variant: no spread to compare with"
+            elif abs(diff) > spread:
+                judgement = f"exceeds the seed spread ({spread:.1f})"
+            else:
+                judgement = f"within the seed spread ({spread:.1f})"
+            lines.append(f"- {train} -> {test}, {column}: SAN - baseline = {diff:+.1f} points; {judgement}.")
+    return "\n".join(lines)
+
+
+def write_cmc_files(experiments, seeds, out_dir):
+    """One JSON per curve (rows of rank, cmc, cmc_rerank), named <train>-<variant>-seed<S>-<test>.json."""
+    out_dir = Path(out_dir)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    for train in experiments:
+        for variant in VARIANTS:
+            for seed in seeds:
+                details = run_details_dir(train, variant, seed)
+                for cmc in sorted(details.glob("*/cmc.json")):
+                    name = f"{train}-{variant}-seed{seed}-{cmc.parent.name}.json"
+                    rows = json.loads(cmc.read_text())["cmc"]
+                    (out_dir / name).write_text(json.dumps(rows) + "\n")
+
+
+def texture_quality_sections(experiments):
+    """The texture-quality table of every training set that has ground truth (the synthetic sets)."""
+    from densepose_textures.quality import format_table, measure_quality
+    from densepose_textures.shards import TextureSet
+    from densepose_textures.synth import read_truth
+
+    sections = []
+    for train in experiments:
+        truth_file = paths.raw_root(train) / "textures.h5"
+        set_dir = paths.texture_set(train)
+        if not truth_file.is_file() or not set_dir.is_dir():
+            continue
+        truth, _ = read_truth(truth_file)
+        table = format_table(measure_quality(TextureSet(set_dir), truth))
+        sections.append(f"### {train}: texture set against the true atlases\n\n{table}\n")
+    return sections
+
+
+def write_report(experiments, seeds, out_path):
+    table, found = collect(experiments, seeds)
+    parts = [
+        "# SAN vs baseline\n",
+        f"Seeds: {', '.join(map(str, found)) or 'none'}. Mean ± sample standard deviation over seeds; "
+        "(RR) = with k-reciprocal re-ranking. Values in %.\n",
+        metrics_table(table) + "\n",
+        "## Does SAN beat the baseline?\n",
+        (verdicts(table) or "- no experiment has both variants yet") + "\n",
+        "## Texture quality\n",
+        *(texture_quality_sections(experiments) or ["No training set with ground-truth textures.\n"]),
+    ]
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text("\n".join(parts))
+    write_cmc_files(experiments, seeds, out_path.parent / "cmc")
+    return out_path
