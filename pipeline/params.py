@@ -84,7 +84,7 @@ class OptimParams:
     lr: float = 8e-4
     weight_decay: float = 5e-4
     amsgrad: bool = True
-    step_size: int = 40  # epochs between lr halvings
+    step_size: int = 15  # epochs between lr halvings (the paper: 40)
     gamma: float = 0.5
     warmup_epochs: int = 1
     warmup_lr: float = 8e-6
@@ -109,7 +109,7 @@ class TrainParams:
     data: DataParams = field(default_factory=DataParams)
     optim: OptimParams = field(default_factory=OptimParams)
     loss: LossParams = field(default_factory=LossParams)
-    epochs: int = 5  # main epochs, after warm-up
+    epochs: int = 20  # main epochs, after warm-up
     seed: int = 0
     device: str = "auto"
     amp: str = "none"  # none | bf16 | fp16
@@ -117,7 +117,7 @@ class TrainParams:
     compile: bool = False
     checkpoint_every: int = 5
     eval_every: int = 0  # test-split Rank-1/mAP (monitoring only) every N epochs; 0: at the end; -1: never
-    picture_every: int = 5
+    picture_every: int = 10
 
 
 @dataclass

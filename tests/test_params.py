@@ -77,3 +77,22 @@ def test_cli_version_and_bad_params_file(tmp_path):
     assert result.exit_code == 0 and "sanreid, version" in result.output
     result = runner.invoke(main, ["--help"])
     assert result.exit_code == 0 and "gen-textures" in result.output
+
+
+def test_shipped_params_file_is_the_built_in_cpu_profile():
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    assert load_params(repo / "params.yaml") == Params()
+
+
+@pytest.mark.parametrize("profile", ["paper", "bench"])
+def test_profiles_load(profile):
+    from pathlib import Path
+
+    params = load_params(Path(__file__).resolve().parents[1] / "profiles" / f"{profile}.yaml")
+    if profile == "paper":
+        assert params.train.model.backbone == "resnet50" and params.train.data.height == 256
+        assert params.train.optim.profile == "faithful" and params.train.epochs == 300
+    else:
+        assert params.seeds == [0, 1, 2] and params.synth.ids > Params().synth.ids
