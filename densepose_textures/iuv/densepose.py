@@ -24,6 +24,7 @@ import torch
 
 from ..errors import InputError
 from .charts import charts_to_results, result_to_iuv
+from .store import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +54,6 @@ def _import_detectron2():
     except ImportError as err:
         raise InputError(f"{INSTALL_HINT}\n(import failed: {err})") from err
     return detectron2, add_densepose_config
-
-
-def sha256_file(path, block=1 << 20):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def resolve_device(device):
@@ -132,10 +125,10 @@ class DensePoseBackend:
         resolved.defrost()
         resolved.MODEL.WEIGHTS, resolved.MODEL.DEVICE = "", ""
         self._digests = {
-            "config_sha256": sha256_file(self.config),
+            "config_sha256": file_digest(self.config),
             # the config with its _BASE_ files merged in: a changed base file changes this too
             "resolved_config_sha256": hashlib.sha256(resolved.dump().encode()).hexdigest(),
-            "weights_sha256": sha256_file(self.weights),
+            "weights_sha256": file_digest(self.weights),
         }
         log.info("DensePose %s mode on %s: config %s, weights %s", mode, self.device, self.config, self.weights)
 
