@@ -36,7 +36,8 @@ def build_texture_set(root, items, out, size, *, fill=True, empty=()):
 
 TRAIN_SETTINGS = [
     "model.backbone=resnet18", "data.height=64", "data.width=32", "data.ids_per_batch=3", "data.images_per_id=4",
-    "data.workers=0", "optim.warmup_epochs=0", "optim.texture_lr=0.001", "checkpoint_every=1", "picture_every=1",
+    "data.workers=0", "optim.profile=faithful", "optim.warmup_epochs=0", "optim.texture_lr=0.001",
+    "checkpoint_every=1", "picture_every=1",
 ]
 
 
