@@ -20,6 +20,7 @@ Runs on the features' device; the result has the features' dtype.
 """
 
 import logging
+import warnings
 
 import numpy as np
 import torch
@@ -68,13 +69,46 @@ def _neighbours(feats, num_q, k, block_size):
     query_gallery = torch.empty((num_q, n - num_q), dtype=feats.dtype, device=feats.device)
 
     def merge(rows, dist, first_col, dim):  # keep the k smallest of the running top-k and a block's
-        d, j = torch.topk(dist, min(k, dist.shape[dim]), dim=dim, largest=False, sorted=False)
-        if dim == 0:
-            d, j = d.t(), j.t()
+        if _on_numpy(dist) and _merge_below(rows, dist, first_col, dim):
+            return
+        if dim == 0:  # top-k down the columns: of the transposed copy's rows (about 2x faster on CPU)
+            dist, dim = dist.t().contiguous(), 1
+        d, j = torch.topk(dist, min(k, dist.shape[1]), dim=1, largest=False, sorted=False)
         d, pick = torch.topk(torch.cat([top_d[rows], d], 1), k, dim=1, largest=False, sorted=True)
         top_i[rows] = torch.gather(torch.cat([top_i[rows], j + first_col], 1), 1, pick)
         top_d[rows] = d
+        row_max[rows] = torch.maximum(row_max[rows], dist.amax(1))
+
+    def _merge_below(rows, dist, first_col, dim):
+        """Merge only the block's entries below each row's current k-th distance (numpy: a compare and a
+        flatnonzero, about 5x cheaper than a top-k of the block); False (nothing done) where a row has
+        no k yet or more than 8k entries fall below."""
+        threshold = top_d[rows, -1].numpy()
+        if not np.isfinite(threshold).all():
+            return False
+        d = dist.numpy()
+        flat = np.flatnonzero(d < (threshold[:, None] if dim == 1 else threshold[None, :]))
+        r, c = np.divmod(flat, d.shape[1])
+        own, other = (r, c) if dim == 1 else (c, r)
+        counts = np.bincount(own, minlength=len(threshold))
+        width = int(counts.max()) if len(flat) else 0
+        if width > 8 * k:
+            return False
+        if width:
+            if dim == 0:  # candidates by row of the running top-k
+                order = np.argsort(own, kind="stable")
+                own, other, flat = own[order], other[order], flat[order]
+            offset = np.arange(len(own)) - (np.cumsum(counts) - counts)[own]
+            pad_d = np.full((len(threshold), width), np.inf, dtype=d.dtype)
+            pad_j = np.zeros((len(threshold), width), dtype=np.int64)
+            pad_d[own, offset] = d.reshape(-1)[flat]
+            pad_j[own, offset] = other + first_col
+            best, pick = torch.topk(torch.cat([top_d[rows], torch.from_numpy(pad_d)], 1), k, dim=1, largest=False,
+                                    sorted=True)
+            top_i[rows] = torch.gather(torch.cat([top_i[rows], torch.from_numpy(pad_j)], 1), 1, pick)
+            top_d[rows] = best
         row_max[rows] = torch.maximum(row_max[rows], dist.amax(dim))
+        return True
 
     starts = range(0, n, block_size)
     for a in tqdm(starts, desc="re-ranking: neighbours", unit="block", disable=None, leave=False):
@@ -113,7 +147,10 @@ def _expansion(top_i, k1, chunk=1024):
         own = torch.where(recip[rows], near[rows], -1)  # (B, k1+1) R(i), -1 where not reciprocal
         cand = near[rows]
         cand_half, cand_half_mask = near_half[cand], recip_half[cand]  # (B, k1+1, half+1)
-        member = (cand_half[..., None] == own[:, None, None, :]).any(-1) & cand_half_mask
+        own_sorted = own.sort(1).values  # membership of the candidates' sets in R(i): binary search
+        flat = cand_half.reshape(len(rows), -1)
+        pos = torch.searchsorted(own_sorted, flat).clamp_(max=own.shape[1] - 1)
+        member = (torch.gather(own_sorted, 1, pos) == flat).view(cand_half.shape) & cand_half_mask
         accept = recip[rows] & (3 * member.sum(-1) > 2 * cand_half_mask.sum(-1))  # the 2/3 rule
         extra = torch.where(accept[..., None] & cand_half_mask, cand_half, -1).reshape(len(rows), -1)
         members = torch.cat([own, extra], 1).sort(1).values
@@ -131,13 +168,31 @@ def _pair_distances(feats, top_i, top_d, rows, cols, chunk_elements=1 << 23):
     found = known.any(1)
     out = torch.where(found, top_d[rows, known.to(torch.uint8).argmax(1)], torch.nan)
     missing = torch.nonzero(~found).squeeze(1)
-    sq = feats.pow(2).sum(1)
-    step = max(1, chunk_elements // feats.shape[1])
-    for a in range(0, len(missing), step):
-        p = missing[a:a + step]
-        r, c = rows[p], cols[p]
-        out[p] = sq[r] + sq[c] - 2 * torch.linalg.vecdot(feats[r], feats[c])
+    if len(missing):
+        sq = feats.pow(2).sum(1)
+        r, c = rows[missing], cols[missing]
+        out[missing] = sq[r] + sq[c] - 2 * _sampled_dots(feats, r, c, chunk_elements)
     return out
+
+
+def _sampled_dots(feats, r, c, chunk_elements):
+    """feats[r[p]] . feats[c[p]] for pairs sorted by row then column: a sampled matrix product over
+    their CSR pattern (no gathered feature rows: at 2048-d, 25x faster than gathering them on CPU);
+    gathered in chunks of ``chunk_elements`` where torch has no sampled product for the device."""
+    try:
+        with warnings.catch_warnings():  # CSR tensors: "beta" and invariant-check notices
+            warnings.simplefilter("ignore", UserWarning)
+            crow = torch.searchsorted(r, torch.arange(len(feats) + 1, device=r.device))
+            pattern = torch.sparse_csr_tensor(crow, c, torch.zeros(len(c), dtype=feats.dtype, device=feats.device),
+                                              size=(len(feats), len(feats)))
+            return torch.sparse.sampled_addmm(pattern, feats, feats.t(), beta=0).values()
+    except (RuntimeError, NotImplementedError) as error:
+        log.debug("no sampled matrix product here (%s): gathering feature rows", error)
+    dots = torch.empty(len(r), dtype=feats.dtype, device=feats.device)
+    step = max(1, chunk_elements // feats.shape[1])
+    for a in range(0, len(r), step):
+        dots[a:a + step] = torch.linalg.vecdot(feats[r[a:a + step]], feats[c[a:a + step]])
+    return dots
 
 
 def _query_expansion(rows, cols, vals, top_k2, n):
@@ -202,8 +257,13 @@ def _jaccard_into(out, rows, cols, vals, num_q, lambda_value, pair_budget):
         a = b
 
 
-def k_reciprocal(qf, gf, k1=20, k2=6, lambda_value=0.3, block_size=2048, pair_budget=1 << 23):
-    """Re-ranked (Q, G) distances from query and gallery features (see the module docstring)."""
+def k_reciprocal(qf, gf, k1=20, k2=6, lambda_value=0.3, block_size=2048, pair_budget=None):
+    """Re-ranked (Q, G) distances from query and gallery features (see the module docstring).
+
+    ``pair_budget`` (default: 2^18 on CPU, 2^23 elsewhere) bounds the Jaccard step's (query, gallery)
+    pairs per chunk; on CPU small chunks keep its arrays and the chunk's (B, G) sums in cache and
+    reuse freed memory, where 2^23-pair chunks spent most of their time faulting in fresh pages.
+    """
     qf, gf = as_features(qf, "query features"), as_features(gf, "gallery features")
     if qf.shape[1] != gf.shape[1]:
         raise InputError(f"query features are {qf.shape[1]}-d but gallery features {gf.shape[1]}-d")
@@ -213,6 +273,8 @@ def k_reciprocal(qf, gf, k1=20, k2=6, lambda_value=0.3, block_size=2048, pair_bu
         raise InputError(f"re-ranking needs k1 >= 1, k2 >= 1 and 0 <= lambda <= 1 (got {k1}, {k2}, {lambda_value})")
     k = min(max(k1 + 1, k2), n)  # fewer items than k1 + 1: all of them, as the reference's slices do
     log.debug("re-ranking %d x %d, %d-d, k1=%d k2=%d", num_q, n - num_q, feats.shape[1], k1, k2)
+    if pair_budget is None:
+        pair_budget = 1 << 18 if feats.device.type == "cpu" else 1 << 23
     top_i, top_d, row_max, out = _neighbours(feats, num_q, k, block_size)
     with single_threaded(feats.device):
         return _rerank_sparse(feats, num_q, top_i, top_d, row_max, out, k1, k2, lambda_value, pair_budget)
