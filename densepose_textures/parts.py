@@ -19,6 +19,3 @@ MIRROR_PART = np.array(
     [0, 1, 2, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15, 18, 17, 20, 19, 22, 21, 24, 23],
     dtype=np.int64,
 )
-
-# Parts whose mirror is themselves (torso back, torso front).
-SELF_MIRRORED = (1, 2)
