@@ -110,12 +110,24 @@ def _neighbours(feats, num_q, k, block_size):
         row_max[rows] = torch.maximum(row_max[rows], dist.amax(dim))
         return True
 
-    def block(a, b, scaled_b):
-        dist = matmul_nt(feats[a], scaled_b, sq[b]).add_(sq[a, None])  # (Ba, Bb) squared Euclidean
+    def block(a, b, scaled_b):  # (Ba, Bb) squared Euclidean
+        return matmul_nt(feats[a], scaled_b, sq[b]).add_(sq[a, None])
+
+    def own_panel(a):  # the panel's rows' first top-k, from 3/4 of the product with itself
+        mid = a.start + (a.stop - a.start) // 2
+        upper, lower = slice(a.start, mid), slice(mid, a.stop)
+        lower_dist = block(lower, a, feats[a] * -2)
+        upper_dist = torch.cat([block(upper, upper, feats[upper] * -2), lower_dist[:, :mid - a.start].t()], 1)
+        for rows, dist in ((upper, upper_dist), (lower, lower_dist)):
+            keep_query_gallery(rows, a, dist)
+            d, i = torch.topk(dist, min(k, dist.shape[1]), dim=1, largest=False, sorted=True)
+            top_d[rows, :d.shape[1]], top_i[rows, :d.shape[1]] = d, i + a.start
+            row_max[rows] = dist.amax(1)
+
+    def keep_query_gallery(a, b, dist):
         q_stop, g_start = min(a.stop, num_q), max(b.start, num_q)
         if a.start < q_stop and g_start < b.stop:
             query_gallery[a.start:q_stop, g_start - num_q:b.stop - num_q] = dist[:q_stop - a.start, g_start - b.start:]
-        return dist
 
     panels = _panels(n, block_size)
     progress = tqdm(total=len(panels) * (len(panels) + 1) // 2, desc="re-ranking: neighbours", unit="block",
@@ -124,13 +136,11 @@ def _neighbours(feats, num_q, k, block_size):
         scaled_b = feats[b] * -2
         if j == 0:  # each panel against itself first: every row's first top-k, whose k-th bounds the rest
             for a in panels:
-                dist = block(a, a, scaled_b if a == b else feats[a] * -2)
-                d, i = torch.topk(dist, min(k, dist.shape[1]), dim=1, largest=False, sorted=True)
-                top_d[a, :d.shape[1]], top_i[a, :d.shape[1]] = d, i + a.start
-                row_max[a] = dist.amax(1)
+                own_panel(a)
                 progress.update()
         for a in panels[:j]:
             dist = block(a, b, scaled_b)
+            keep_query_gallery(a, b, dist)
             with single_threaded(feats.device):
                 merge(a, dist, b.start, 1)
                 merge(b, dist, a.start, 0)
@@ -148,8 +158,9 @@ def _reciprocal(neighbours, chunk):
     return mask
 
 
-def _expansion(top_i, k1, bitmap_elements=1 << 22):
-    """Sparse (row, col) of each item's expanded k-reciprocal set, sorted by row then column.
+def _expansion(top_i, top_d, k1, bitmap_elements=1 << 22):
+    """Each item's expanded k-reciprocal set: (row, col, squared distance) sorted by row then column,
+    the distance NaN for members outside the row's top-k (those added from a candidate's set).
 
     Set membership is read from a (rows, N) bitmap of a chunk of rows' sets R(i), about 2^22 bits.
     """
@@ -160,38 +171,35 @@ def _expansion(top_i, k1, bitmap_elements=1 << 22):
     half_size = recip_half.sum(1)
     chunk = max(1, bitmap_elements // n)
     in_set = torch.zeros((chunk, n), dtype=torch.bool, device=top_i.device)
-    keys = []
+    own_keys, own_dist, added_keys = [], [], []
     for a in range(0, n, chunk):
-        rows = torch.arange(a, min(a + chunk, n), device=top_i.device)
-        local = rows - a
-        own_b, own_m = torch.nonzero(recip[rows], as_tuple=True)  # R(i): near[i, m] where reciprocal
-        own = near[rows[own_b], own_m]
+        own_b, own_m = torch.nonzero(recip[a:a + chunk], as_tuple=True)  # R(i): near[i, m] where reciprocal
+        own = near[own_b + a, own_m]
         in_set[own_b, own] = True
-        cand = own  # each c in R(i) and its R_half(c): (entries, half + 1)
-        cand_sets, cand_mask = near_half[cand], recip_half[cand]
+        cand_sets, cand_mask = near_half[own], recip_half[own]  # R_half(c) of each c in R(i)
         member = in_set[own_b[:, None], cand_sets] & cand_mask
-        accept = 3 * member.sum(1) > 2 * half_size[cand]  # the 2/3 rule
-        new = (cand_mask & ~member)[accept]
-        new_b = own_b[accept][:, None].expand_as(cand_sets[accept])[new]
-        new_c = cand_sets[accept][new]
+        accept = 3 * member.sum(1) > 2 * half_size[own]  # the 2/3 rule
+        added = (cand_mask & ~member)[accept]  # outside R(i), so never one of its entries
+        added_b = own_b[accept][:, None].expand(-1, added.shape[1])[added]
         in_set[own_b, own] = False
-        keys.append(torch.cat([(local[own_b] + a) * n + own, (new_b + a) * n + new_c]))
-    keys = torch.unique(torch.cat(keys))  # sorted, duplicates (a set added by two candidates) once
-    return torch.div(keys, n, rounding_mode="floor"), keys % n
+        own_keys.append((own_b + a) * n + own)
+        own_dist.append(top_d[own_b + a, own_m])
+        added_keys.append((added_b + a) * n + cand_sets[accept][added])
+    added = torch.unique(torch.cat(added_keys))  # a member added by two candidates once
+    keys, order = torch.sort(torch.cat([torch.cat(own_keys), added]))
+    dist = torch.cat([torch.cat(own_dist), torch.full((len(added),), torch.nan, dtype=top_d.dtype,
+                                                      device=top_d.device)])[order]
+    return torch.div(keys, n, rounding_mode="floor"), keys % n, dist
 
 
-def _pair_distances(feats, top_i, top_d, rows, cols, chunk_elements=1 << 23):
-    """Squared Euclidean distance of each (rows[p], cols[p]) pair: read from the top-k lists where
-    there (most pairs), computed from the features otherwise."""
-    known = top_i[rows] == cols[:, None]  # (P, k)
-    found = known.any(1)
-    out = torch.where(found, top_d[rows, known.to(torch.uint8).argmax(1)], torch.nan)
-    missing = torch.nonzero(~found).squeeze(1)
+def _fill_distances(feats, rows, cols, dist, chunk_elements=1 << 23):
+    """Compute the NaN entries of ``dist``, the squared Euclidean distances of (rows, cols) pairs."""
+    missing = torch.nonzero(torch.isnan(dist)).squeeze(1)
     if len(missing):
         sq = squared_norms(feats)
         r, c = rows[missing], cols[missing]
-        out[missing] = sq[r] + sq[c] - 2 * _sampled_dots(feats, r, c, chunk_elements)
-    return out
+        dist[missing] = sq[r] + sq[c] - 2 * _sampled_dots(feats, r, c, chunk_elements)
+    return dist
 
 
 def _sampled_dots(feats, r, c, chunk_elements):
@@ -310,8 +318,8 @@ def k_reciprocal(qf, gf, k1=20, k2=6, lambda_value=0.3, block_size=2048, pair_bu
 def _rerank_sparse(feats, num_q, top_i, top_d, row_max, out, k1, k2, lambda_value, pair_budget):
     n = len(feats)
     out /= row_max[:num_q, None]  # O[q, g]
-    rows, cols = _expansion(top_i, k1)
-    weight = torch.exp(-_pair_distances(feats, top_i, top_d, rows, cols) / row_max[rows])
+    rows, cols, dist = _expansion(top_i, top_d, k1)
+    weight = torch.exp(-_fill_distances(feats, rows, cols, dist) / row_max[rows])
     total = torch.zeros(n, dtype=weight.dtype, device=weight.device).index_add_(0, rows, weight)
     vals = weight / total[rows]
     if k2 != 1:
