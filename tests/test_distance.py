@@ -41,3 +41,20 @@ def test_errors(feats):
         pairwise_distance(qf, gf[:, :6])
     with pytest.raises(InputError, match=r"\(N, D\)"):
         pairwise_distance(qf[0], gf)
+
+
+@pytest.mark.parametrize("onednn", [True, False])
+def test_matmul_nt_with_and_without_onednn(monkeypatch, onednn):
+    """The float32 CPU product goes through oneDNN where torch has it, else torch.addmm: same result."""
+    import train.evaluation.distance as distance
+
+    if not onednn:
+        monkeypatch.setattr(distance, "_onednn_linear", lambda: None)
+    elif distance._onednn_linear() is None:
+        pytest.skip("this torch build has no oneDNN linear")
+    rng = np.random.default_rng(1)
+    a, b, bias = (torch.from_numpy(rng.standard_normal(shape, dtype=np.float32)) for shape in ((37, 70), (23, 70), (23,)))
+    expected = a.double() @ b.double().t() + bias.double()
+    np.testing.assert_allclose(distance.matmul_nt(a, b, bias).double().numpy(), expected.numpy(), atol=1e-4)
+    np.testing.assert_allclose(distance.matmul_nt(a, b).double().numpy(), (expected - bias.double()).numpy(), atol=1e-4)
+    assert distance.matmul_nt(a.double(), b.double()).dtype == torch.float64  # oneDNN: float32 only

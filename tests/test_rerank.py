@@ -66,6 +66,7 @@ def clustered(seed, num_q, num_g, dim=16, ids=12, noise=0.6):
 
 @pytest.mark.parametrize("seed,k1,k2,lam,block", [
     (0, 20, 6, 0.3, 2048), (1, 20, 6, 0.3, 37), (2, 5, 3, 0.5, 50), (3, 7, 1, 0.0, 64), (4, 3, 5, 1.0, 29),
+    (10, 20, 6, 0.3, 8),  # panels smaller than k1 + 1: no k-th distance from a panel alone
 ])
 def test_matches_reference(seed, k1, k2, lam, block):
     qf, gf = clustered(seed, 25, 110)
@@ -122,3 +123,13 @@ def test_gathered_dots_where_no_sampled_product(monkeypatch):
     qf, gf = clustered(8, 20, 90)
     np.testing.assert_allclose(k_reciprocal(qf, gf).numpy(), reference_re_ranking(qf, gf, 20, 6, 0.3),
                                atol=1e-5, rtol=0)
+
+
+def test_float32_without_onednn(monkeypatch):
+    """Without torch's oneDNN kernel the block products fall back to torch.addmm, same distances."""
+    import train.evaluation.distance as distance
+
+    monkeypatch.setattr(distance, "_onednn_linear", lambda: None)
+    qf, gf = clustered(9, 30, 150, noise=0.9)
+    np.testing.assert_allclose(k_reciprocal(qf.astype(np.float32), gf.astype(np.float32)).numpy(),
+                               reference_re_ranking(qf, gf, 20, 6, 0.3), atol=1e-5, rtol=0)

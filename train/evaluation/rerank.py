@@ -11,8 +11,10 @@ open-reid ship) with N = Q + G items:
   final              (1 - lambda) * Jaccard + lambda * O[q, g].
 
 Memory model (N items, D dims, K = max(k1 + 1, k2), S ~ expansion size, typically 20-60):
-  block distances  block_size^2 (symmetric blocks: each pair of blocks is computed once),
+  block distances  block_size^2 (panels of at most block_size items: each pair of panels once, a
+                   panel with itself from 3/4 of its product),
   neighbours       N x K indices and distances,
+  set membership   a (rows, N) boolean map of about 2^22 entries per chunk of rows,
   V                about N x S x k2 sparse entries (row, column, value),
   Jaccard          pair_budget (query, gallery, min) triples per chunk of queries,
   the result       Q x G dense, the only large array (MSMT17: 11,659 x 82,161 float32 = 3.8 GB).
@@ -132,12 +134,11 @@ def _neighbours(feats, num_q, k, block_size):
     panels = _panels(n, block_size)
     progress = tqdm(total=len(panels) * (len(panels) + 1) // 2, desc="re-ranking: neighbours", unit="block",
                     disable=None, leave=False)
-    for j, b in enumerate(panels):
+    for a in panels:  # each panel against itself first: every row's first top-k, whose k-th bounds the rest
+        own_panel(a)
+        progress.update()
+    for j, b in enumerate(panels[1:], 1):
         scaled_b = feats[b] * -2
-        if j == 0:  # each panel against itself first: every row's first top-k, whose k-th bounds the rest
-            for a in panels:
-                own_panel(a)
-                progress.update()
         for a in panels[:j]:
             dist = block(a, b, scaled_b)
             keep_query_gallery(a, b, dist)
