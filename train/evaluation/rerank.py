@@ -163,14 +163,14 @@ def _expansion(top_i, top_d, k1, bitmap_elements=1 << 22):
     """Each item's expanded k-reciprocal set: (row, col, squared distance) sorted by row then column,
     the distance NaN for members outside the row's top-k (those added from a candidate's set).
 
-    Set membership is read from a (rows, N) bitmap of a chunk of rows' sets R(i), about 2^22 bits.
+    Membership in R(i) is read from a (rows, N) boolean map of a chunk of rows' sets, about 2^22 entries.
     """
     n = len(top_i)
     half = int(np.around(k1 / 2))
     near, near_half = top_i[:, :k1 + 1], top_i[:, :half + 1]
     recip, recip_half = _reciprocal(near, 1024), _reciprocal(near_half, 1024)
     half_size = recip_half.sum(1)
-    chunk = max(1, bitmap_elements // n)
+    chunk = min(n, max(1, bitmap_elements // n))
     in_set = torch.zeros((chunk, n), dtype=torch.bool, device=top_i.device)
     own_keys, own_dist, added_keys = [], [], []
     for a in range(0, n, chunk):
