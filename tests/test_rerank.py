@@ -99,6 +99,8 @@ def test_bad_input():
     qf, gf = clustered(6, 3, 10)
     with pytest.raises(InputError, match="k1 >= 1"):
         k_reciprocal(qf, gf, k1=0)
+    with pytest.raises(InputError, match="block_size >= 1"):
+        k_reciprocal(qf, gf, block_size=0)
     with pytest.raises(InputError, match="-d"):
         k_reciprocal(qf, gf[:, :5])
 

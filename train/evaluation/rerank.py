@@ -307,6 +307,8 @@ def k_reciprocal(qf, gf, k1=20, k2=6, lambda_value=0.3, block_size=2048, pair_bu
     num_q, n = len(qf), len(feats)
     if k1 < 1 or k2 < 1 or not 0 <= lambda_value <= 1:
         raise InputError(f"re-ranking needs k1 >= 1, k2 >= 1 and 0 <= lambda <= 1 (got {k1}, {k2}, {lambda_value})")
+    if block_size < 1 or (pair_budget is not None and pair_budget < 1):
+        raise InputError(f"re-ranking needs block_size >= 1 and pair_budget >= 1 (got {block_size}, {pair_budget})")
     k = min(max(k1 + 1, k2), n)  # fewer items than k1 + 1: all of them, as the reference's slices do
     log.debug("re-ranking %d x %d, %d-d, k1=%d k2=%d", num_q, n - num_q, feats.shape[1], k1, k2)
     if pair_budget is None:
