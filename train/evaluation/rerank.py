@@ -118,8 +118,9 @@ def _neighbours(feats, num_q, k, block_size):
     def own_panel(a):  # the panel's rows' first top-k, from 3/4 of the product with itself
         mid = a.start + (a.stop - a.start) // 2
         upper, lower = slice(a.start, mid), slice(mid, a.stop)
-        lower_dist = block(lower, a, feats[a] * -2)
-        upper_dist = torch.cat([block(upper, upper, feats[upper] * -2), lower_dist[:, :mid - a.start].t()], 1)
+        scaled = feats[a] * -2
+        lower_dist = block(lower, a, scaled)
+        upper_dist = torch.cat([block(upper, upper, scaled[:mid - a.start]), lower_dist[:, :mid - a.start].t()], 1)
         for rows, dist in ((upper, upper_dist), (lower, lower_dist)):
             keep_query_gallery(rows, a, dist)
             d, i = torch.topk(dist, min(k, dist.shape[1]), dim=1, largest=False, sorted=True)
