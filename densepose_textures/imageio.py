@@ -1,4 +1,8 @@
-"""Reading and writing images and IUV PNGs. Images are handed around as uint8 RGB arrays."""
+"""Reading and writing images and IUV PNGs. Images are handed around as uint8 RGB arrays.
+
+Files are encoded in memory and written atomically (:class:`~densepose_textures.storage.AtomicWrite`),
+so a killed run never leaves half an image behind.
+"""
 
 from pathlib import Path
 
@@ -6,6 +10,7 @@ import cv2
 import numpy as np
 
 from .errors import InputError
+from .storage import AtomicWrite
 
 
 def read_rgb(path):
@@ -19,12 +24,23 @@ def read_rgb(path):
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def _write_encoded(path, array, params, what):
+    """Encode ``array`` as OpenCV's writer for the file's suffix would, then write it atomically."""
+    path = Path(path)
+    try:
+        ok, data = cv2.imencode(path.suffix, array, params)
+    except cv2.error as err:
+        raise InputError(f"cannot write {what} {path}: {err}") from err
+    if not ok:
+        raise InputError(f"cannot write {what} {path}")
+    with AtomicWrite(path) as tmp:
+        data.tofile(tmp)
+
+
 def write_rgb(path, image, quality=95):
     """Write a uint8 RGB array (JPEG quality ``quality`` for .jpg files)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     params = [cv2.IMWRITE_JPEG_QUALITY, quality] if str(path).lower().endswith((".jpg", ".jpeg")) else []
-    if not cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR), params):
-        raise InputError(f"cannot write image {path}")
+    _write_encoded(path, cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR), params, "image")
 
 
 def read_iuv(path):
@@ -37,9 +53,7 @@ def read_iuv(path):
 
 def write_iuv(path, iuv):
     """Write an IUV array with OpenCV, so that ``cv2.imread`` gives the same array back."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), np.ascontiguousarray(iuv, dtype=np.uint8)):
-        raise InputError(f"cannot write IUV image {path}")
+    _write_encoded(path, np.ascontiguousarray(iuv, dtype=np.uint8), [], "IUV image")
 
 
 def resize_iuv(iuv, size):

@@ -6,7 +6,6 @@ mirrored U and V (in [0, 1]) on part ``MIRROR_PART[I]``. It comes from that file
 from the synthetic body (exact), or from the analytic approximation of DESIGN.md.
 """
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 from .atlas import texel_to_uv, uv_to_texel
 from .errors import InputError
 from .parts import MIRROR_PART, NUM_PARTS
+from .storage import array_digest
 
 TABLE_SIZE = 256
 
@@ -88,10 +88,7 @@ class MirrorMap:
         savemat(path, cells)
 
     def digest(self):
-        h = hashlib.sha256()
-        h.update(np.ascontiguousarray(self.u).tobytes())
-        h.update(np.ascontiguousarray(self.v).tobytes())
-        return h.hexdigest()[:16]
+        return array_digest(self.u, self.v)
 
     def map_uv(self, part, u, v):
         """Mirror arrays of (part, u, v), part in 1..24 -> (mirror part, u', v')."""

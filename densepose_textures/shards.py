@@ -15,11 +15,7 @@ when all shards are written the index is added and the work directory is
 renamed to the set's name. Nothing is ever opened for writing in place.
 """
 
-import hashlib
-import json
 import logging
-import os
-import shutil
 from pathlib import Path
 
 import h5py
@@ -27,13 +23,12 @@ import numpy as np
 
 from .errors import InputError
 from .parts import NUM_PARTS
+from .storage import AtomicWrite, H5Reader, WorkDir, array_digest, image_list_digest, open_h5, partial_dir, plain_attrs
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 INDEX_FILE = "index.h5"
-SETTINGS_FILE = "settings.json"
-PARTIAL_SUFFIX = ".partial"
 
 # Provenance codes: which fill step set each texel.
 OBSERVED, MIRROR, IN_PART, RELATED_PART, MEAN_COLOUR, NO_PERSON = 0, 1, 2, 3, 4, 255
@@ -53,35 +48,6 @@ def shard_name(number):
     return f"shard-{number:05d}.h5"
 
 
-def partial_dir(path):
-    """Work-in-progress directory of the set at ``path`` (a sibling, outside the DVC output)."""
-    path = Path(path)
-    return path.with_name(path.name + PARTIAL_SUFFIX)
-
-
-def plain_attrs(attrs):
-    """HDF5 attributes as plain Python values (str, int, float, bool), sorted by name."""
-    out = {}
-    for name in sorted(attrs):
-        value = attrs[name]
-        if isinstance(value, bytes):
-            value = value.decode()
-        elif isinstance(value, np.generic):
-            value = value.item()
-        elif isinstance(value, np.ndarray):
-            value = value.tolist()
-        out[name] = value
-    return out
-
-
-def list_digest(keys, pids, camids):
-    """Digest of an image list (keys with their pid and camid), independent of where it lives."""
-    h = hashlib.sha256()
-    for key, pid, camid in zip(keys, pids, camids):
-        h.update(f"{key}\t{int(pid)}\t{int(camid)}\n".encode())
-    return h.hexdigest()[:16]
-
-
 class MissingKey(InputError, KeyError):
     """A key that is not in the set."""
 
@@ -89,13 +55,16 @@ class MissingKey(InputError, KeyError):
         return InputError.__str__(self)
 
 
-class TextureSet:
+class TextureSet(H5Reader):
     """Read-only random access to a texture set, by index (``ts[i]``) and by key (``ts.get(key)``).
 
     The index is read when the set is opened (and shards checked for presence and size);
-    shard files are opened lazily, once per process, so the object can be pickled and handed
-    to DataLoader workers before or after first use.
+    shard files are opened lazily, once per process (:class:`~densepose_textures.storage.H5Reader`),
+    so the object can be pickled and handed to DataLoader workers before or after first use.
     """
+
+    what = "texture shard"
+    fix = "copy or `dvc pull` it again"
 
     def __init__(self, path):
         path = Path(path)
@@ -109,20 +78,17 @@ class TextureSet:
                 f"{path} is not a texture set: {index} is missing{hint}; build it with `sanreid gen-textures` "
                 "or copy / `dvc pull` the whole directory"
             )
-        try:
-            with h5py.File(index, "r") as f:
-                self.attrs = plain_attrs(f.attrs)
-                self.keys = [k.decode() if isinstance(k, bytes) else k for k in f["key"][()]]
-                self.pids = f["pid"][()].astype(np.int64)
-                self.camids = f["camid"][()].astype(np.int64)
-                self.found = f["found"][()].astype(bool)
-                self.mirror_index = f["mirror_index"][()].astype(np.int64)
-                self._shard_of = f["shard"][()].astype(np.int64)
-                self._row_of = f["row"][()].astype(np.int64)
-                self._shard_files = [s.decode() if isinstance(s, bytes) else s for s in f["shard_files"][()]]
-                shard_bytes = f["shard_bytes"][()].astype(np.int64)
-        except (OSError, KeyError) as err:
-            raise InputError(f"texture set index {index} is unreadable or incomplete ({err}): rebuild or re-copy it") from err
+        with open_h5(index, "texture set index", "rebuild or re-copy it") as f:
+            self.attrs = plain_attrs(f.attrs)
+            self.keys = list(f["key"].asstr()[()])
+            self.pids = f["pid"][()].astype(np.int64)
+            self.camids = f["camid"][()].astype(np.int64)
+            self.found = f["found"][()].astype(bool)
+            self.mirror_index = f["mirror_index"][()].astype(np.int64)
+            self._shard_of = f["shard"][()].astype(np.int64)
+            self._row_of = f["row"][()].astype(np.int64)
+            self._shard_files = list(f["shard_files"].asstr()[()])
+            shard_bytes = f["shard_bytes"][()].astype(np.int64)
         if self.attrs.get("format_version") != FORMAT_VERSION:
             raise InputError(
                 f"{path} has texture-set format {self.attrs.get('format_version')}, this software reads "
@@ -139,8 +105,6 @@ class TextureSet:
                 )
         self.size = int(self.attrs["size"])
         self._positions = {k: i for i, k in enumerate(self.keys)}
-        self._files = {}
-        self._pid = None
 
     def __len__(self):
         return len(self.keys)
@@ -163,17 +127,7 @@ class TextureSet:
         return self[self.index(key)]
 
     def _shard(self, number):
-        if self._pid != os.getpid():  # first use in this process (or after a fork): own handles
-            self._files, self._pid = {}, os.getpid()
-        f = self._files.get(number)
-        if f is None:
-            name = self.path / self._shard_files[number]
-            try:
-                f = h5py.File(name, "r")
-            except OSError as err:
-                raise InputError(f"texture shard {name} cannot be read ({err}): copy or `dvc pull` it again") from err
-            self._files[number] = f
-        return f
+        return self.h5(self.path / self._shard_files[number])
 
     def __getitem__(self, i):
         n = len(self)
@@ -210,30 +164,14 @@ class TextureSet:
                 except OSError as err:
                     raise InputError(f"texture shard {f.filename} is damaged ({err}): copy or `dvc pull` it again") from err
 
-    def close(self):
-        for f in self._files.values():
-            f.close()
-        self._files = {}
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_files"], state["_pid"] = {}, None
-        return state
-
 
 class _ShardFile:
-    """One shard being written under a temporary name; :meth:`close` renames it into place."""
+    """One shard being written atomically; :meth:`close` renames it into place."""
 
     def __init__(self, path, first, count, size, attrs):
-        self.path, self.first, self.count = Path(path), first, count
-        self.tmp = self.path.with_name(self.path.name + ".tmp")
-        self.file = h5py.File(self.tmp, "w")
+        self.first, self.count = first, count
+        self.target = AtomicWrite(path)
+        self.file = h5py.File(self.target.tmp, "w")
         for name, value in attrs.items():
             self.file.attrs[name] = value
         self.file.attrs["first_record"] = first
@@ -261,11 +199,11 @@ class _ShardFile:
         self.file.create_dataset("pid", data=np.asarray(pids, dtype=np.int64))
         self.file.create_dataset("camid", data=np.asarray(camids, dtype=np.int64))
         self.file.close()
-        os.replace(self.tmp, self.path)
+        self.target.commit()
 
     def abandon(self):
         self.file.close()
-        self.tmp.unlink(missing_ok=True)
+        self.target.discard()
 
 
 class TextureSetWriter:
@@ -293,51 +231,30 @@ class TextureSetWriter:
         self.shard_size = int(shard_size)
         self.attrs = dict(attrs)
         self.attrs.update(format_version=FORMAT_VERSION, size=self.size, records=len(self.keys),
-                          image_list_digest=list_digest(self.keys, self.pids, self.camids))
-        self.work = partial_dir(self.path)
+                          image_list_digest=image_list_digest(self.keys, self.pids, self.camids))
         n = len(self.keys)
         self.bounds = [(s, min(s + self.shard_size, n)) for s in range(0, n, self.shard_size)] or [(0, 0)]
         self._found = np.zeros(n, dtype=bool)
-        self._prepare_work_dir()
-        self.todo = [i for k, (a, b) in enumerate(self.bounds) if k not in self._done for i in range(a, b)]
+        self.work = WorkDir(self.path, {"attrs": self.attrs, "shard_size": self.shard_size,
+                                        "mirror_index_digest": array_digest(self.mirror_index)})
+        done = self._finished_shards() if self.work.resumed else set()
+        self.todo = [i for k, (a, b) in enumerate(self.bounds) if k not in done for i in range(a, b)]
         self._pending = {}
         self._next = 0  # position in self.todo of the next record to write
         self._open = None
 
-    # -- work directory -------------------------------------------------------------------------
-    def _settings(self):
-        return {"attrs": self.attrs, "shard_size": self.shard_size, "mirror_index_digest":
-                hashlib.sha256(self.mirror_index.tobytes()).hexdigest()[:16]}
-
-    def _prepare_work_dir(self):
-        settings = self._settings()
-        settings_file = self.work / SETTINGS_FILE
-        self._done = set()
-        if self.work.is_dir():
-            try:
-                previous = json.loads(settings_file.read_text())
-            except (OSError, ValueError):
-                previous = None
-            if previous == json.loads(json.dumps(settings)):
-                for k in range(len(self.bounds)):
-                    shard = self.work / shard_name(k)
-                    if shard.is_file():
-                        self._done.add(k)
-                        with h5py.File(shard, "r") as f:
-                            provenance = f["provenance"][()]
-                        a, b = self.bounds[k]
-                        self._found[a:b] = (provenance.reshape(b - a, -1) != NO_PERSON).any(axis=1)
-                log.info("resuming %s: %d of %d shards already written", self.work, len(self._done), len(self.bounds))
-            else:
-                log.info("discarding work in progress %s: it was started with other settings", self.work)
-                shutil.rmtree(self.work)
-        if not self.work.is_dir():
-            self.work.mkdir(parents=True)
-            tmp = settings_file.with_name(SETTINGS_FILE + ".tmp")
-            tmp.write_text(json.dumps(settings, indent=1, sort_keys=True))
-            os.replace(tmp, settings_file)
-        for stale in self.work.glob("*.tmp"):
-            stale.unlink()
+    def _finished_shards(self):
+        """Numbers of the shards an interrupted run finished (their records' ``found`` read back)."""
+        done = set()
+        for k, (a, b) in enumerate(self.bounds):
+            shard = self.work / shard_name(k)
+            if shard.is_file():
+                done.add(k)
+                with h5py.File(shard, "r") as f:
+                    provenance = f["provenance"][()]
+                self._found[a:b] = (provenance.reshape(b - a, -1) != NO_PERSON).any(axis=1)
+        log.info("resuming %s: %d of %d shards already written", self.work.path, len(done), len(self.bounds))
+        return done
 
     # -- records --------------------------------------------------------------------------------
     def put(self, index, texture, observed, provenance):
@@ -375,8 +292,7 @@ class TextureSetWriter:
         files = [shard_name(k) for k in range(len(self.bounds))]
         shard_of = np.concatenate([np.full(b - a, k) for k, (a, b) in enumerate(self.bounds)]).astype(np.int32)
         row_of = np.concatenate([np.arange(b - a) for a, b in self.bounds]).astype(np.int32)
-        tmp = self.work / (INDEX_FILE + ".tmp")
-        with h5py.File(tmp, "w") as f:
+        with AtomicWrite(self.work / INDEX_FILE) as tmp, h5py.File(tmp, "w") as f:
             for name, value in self.attrs.items():
                 f.attrs[name] = value
             f.create_dataset("key", data=np.array(self.keys, dtype=object), dtype=h5py.string_dtype())
@@ -388,17 +304,7 @@ class TextureSetWriter:
             f.create_dataset("shard_files", data=np.array(files, dtype=object), dtype=h5py.string_dtype())
             f.create_dataset("shard_bytes", data=np.array([(self.work / s).stat().st_size for s in files], np.int64))
             f.create_dataset("mirror_index", data=self.mirror_index)
-        os.replace(tmp, self.work / INDEX_FILE)
-        (self.work / SETTINGS_FILE).unlink()
-        old = None
-        if self.path.exists():
-            old = self.path.with_name(self.path.name + ".old")
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(self.path, old)
-        os.replace(self.work, self.path)
-        if old is not None:
-            shutil.rmtree(old)
+        self.work.move_to(self.path, replace=replace)
         log.info("wrote texture set %s (%d records, %d shards)", self.path, len(self.keys), len(files))
         return self.path
 

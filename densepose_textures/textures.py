@@ -24,7 +24,8 @@ from .fill import FILL_METHODS, fill_atlases
 from .imageio import read_rgb, resize_iuv
 from .iuv.store import IUVStore
 from .parts import NUM_PARTS
-from .shards import FORMAT_VERSION, NO_PERSON, TextureSet, TextureSetWriter, list_digest
+from .shards import FORMAT_VERSION, NO_PERSON, TextureSet, TextureSetWriter
+from .storage import image_list_digest
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def set_attributes(*, dataset, keys, pids, camids, store_attrs, size, splat, fil
         "format_version": FORMAT_VERSION,
         "dataset": dataset,
         "records": len(keys),
-        "image_list_digest": list_digest(keys, pids, camids),
+        "image_list_digest": image_list_digest(keys, pids, camids),
         "size": int(size),
         "splat": splat,
         "fill": fill,

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from densepose_textures.storage import write_text
+
 from . import paths
 
 VARIANTS = ("baseline", "san")
@@ -103,7 +105,7 @@ def write_cmc_files(experiments, seeds, out_dir):
                 for cmc in sorted(details.glob("*/cmc.json")):
                     name = f"{train}-{variant}-seed{seed}-{cmc.parent.name}.json"
                     rows = json.loads(cmc.read_text())["cmc"]
-                    (out_dir / name).write_text(json.dumps(rows) + "\n")
+                    write_text(out_dir / name, json.dumps(rows) + "\n")
 
 
 def texture_quality_sections(experiments):
@@ -136,8 +138,6 @@ def write_report(experiments, seeds, out_path):
         "## Texture quality\n",
         *(texture_quality_sections(experiments) or ["No training set with ground-truth textures.\n"]),
     ]
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text("\n".join(parts))
+    out_path = write_text(out_path, "\n".join(parts))
     write_cmc_files(experiments, seeds, out_path.parent / "cmc")
     return out_path

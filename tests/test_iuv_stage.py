@@ -18,7 +18,8 @@ from densepose_textures.imageio import read_iuv, resize_iuv
 from densepose_textures.iuv.backends import make_backend
 from densepose_textures.iuv.merge import find_shards, merge_shards
 from densepose_textures.iuv.run import parse_shard, run_iuv, shard_from_env, shard_range
-from densepose_textures.iuv.store import FORMAT_VERSION, IUVStore, image_list_digest
+from densepose_textures.iuv.store import FORMAT_VERSION, IUVStore
+from densepose_textures.storage import WorkDir, image_list_digest
 from densepose_textures.synth import iuv_path
 from pipeline import datasets
 from pipeline.cli import main
@@ -79,10 +80,10 @@ def test_store_reader_errors(tmp_path):
         IUVStore(tmp_path / "none.h5")
     with h5py.File(tmp_path / "other.h5", "w") as f:
         f["x"] = 1
-    with pytest.raises(InputError, match="not an IUV store"):
+    with pytest.raises(InputError, match="not a valid IUV store"):
         IUVStore(tmp_path / "other.h5")
     (tmp_path / "junk.h5").write_bytes(b"junk")
-    with pytest.raises(InputError, match="cannot be read as HDF5"):
+    with pytest.raises(InputError, match="IUV store .* cannot be read"):
         IUVStore(tmp_path / "junk.h5")
 
 
@@ -133,7 +134,7 @@ def test_work_made_for_other_settings_is_not_reused(synth_root, tmp_path):
     out = tmp_path / "a.h5"
     (tmp_path / "a.h5.partial").mkdir()
     shutil.copy(tmp_path / "fresh.h5", tmp_path / "a.h5.partial" / "chunk-000000.h5")
-    (tmp_path / "a.h5.partial" / "run.json").write_text('{"backend": "densepose"}')
+    (tmp_path / "a.h5.partial" / WorkDir.STAMP).write_text('{"backend": "densepose"}')
     summary = run_iuv(backend, synth_root, keys, out, chunk_size=4, progress=False)
     assert summary.resumed == 0
     same_store(out, tmp_path / "fresh.h5")

@@ -4,12 +4,11 @@ A checkpoint is a dict: ``model`` (SAN state dict), ``model_args``, ``preprocess
 (``height``, ``width``, ``mean``, ``std``), ``optim`` (all optimisers, lr schedule,
 AMP scaler), ``sampler``, ``rng`` (torch, CUDA, numpy and Python generator states as
 tensors and lists), ``epoch`` (completed epochs) and ``run`` (the run's settings,
-checked on resume), ``world_size``. Files are written to a temporary name and renamed, so a kill
-never leaves a half-written ``last.pt``.
+checked on resume), ``world_size``. Files are written atomically (``densepose_textures.storage``), so a
+kill never leaves a half-written ``last.pt``.
 """
 
 import logging
-import os
 import random
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from densepose_textures.errors import InputError
+from densepose_textures.storage import AtomicWrite
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +63,10 @@ def save_checkpoint(path, *, model, model_args, preprocess, optim, sampler, epoc
         "run": dict(run),
         "world_size": int(world_size),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(record, tmp)
-    os.replace(tmp, path)
+    with AtomicWrite(path) as tmp:
+        torch.save(record, tmp)
     log.info("saved checkpoint %s (epoch %d)", path, epoch)
-    return path
+    return Path(path)
 
 
 def load_checkpoint(path):

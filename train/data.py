@@ -26,18 +26,13 @@ import torch.utils.data
 from densepose_textures.atlas import atlas_to_image
 from densepose_textures.errors import InputError
 from densepose_textures.imageio import read_rgb
+from densepose_textures.shards import TextureSet
 
 log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 NO_EVIDENCE = 255  # provenance code of texels with nothing behind them (no person found)
-
-
-def open_texture_set(path):
-    from densepose_textures.shards import TextureSet
-
-    return TextureSet(path)
 
 
 def join_textures(items, textures):
@@ -83,32 +78,17 @@ class TrainImages(torch.utils.data.Dataset):
         self.flip, self.resize_crop, self.resize_crop_prob, self.erasing = flip, resize_crop, resize_crop_prob, erasing
         self.seed = seed
         self.fill = np.rint(np.asarray(mean) * 255).astype(np.uint8)
-        self.textures_path = None if textures is None else Path(textures)
-        self._textures = None
+        self.textures = None if textures is None else TextureSet(textures)  # shards opened lazily per worker
         self.texture_size = None
         self.empty_records = 0
-        if textures is not None:
-            with_set = open_texture_set(textures)
-            self.record = join_textures(self.items, with_set)
-            self.texture_size = int(with_set.size)
-            self.mirror_index = np.asarray(with_set.mirror_index, dtype=np.int64).reshape(-1)  # (24 P P,)
-            self.empty_records = count_empty(with_set, self.record)
-            self.textures_attrs = dict(with_set.attrs)
-            del with_set  # each worker opens its own handle lazily
+        if self.textures is not None:
+            self.record = join_textures(self.items, self.textures)
+            self.texture_size = int(self.textures.size)
+            self.mirror_index = np.asarray(self.textures.mirror_index, dtype=np.int64).reshape(-1)  # (24 P P,)
+            self.empty_records = count_empty(self.textures, self.record)
             if self.empty_records:
                 log.info("%d of %d training images have no person in the texture set: their texture loss is masked",
                          self.empty_records, len(self.items))
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_textures"] = None  # h5py handles cannot be pickled; workers reopen
-        return state
-
-    @property
-    def textures(self):
-        if self._textures is None:
-            self._textures = open_texture_set(self.textures_path)
-        return self._textures
 
     def __len__(self):
         return len(self.items)
@@ -130,7 +110,7 @@ class TrainImages(torch.utils.data.Dataset):
             if rng.random() < self.erasing:
                 image = random_erasing(image, rng, self.fill)
         sample = {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), "pid": int(pid)}
-        if self.textures_path is not None:
+        if self.textures is not None:
             sample.update(self.target(index, flipped))
         return sample
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from densepose_textures.errors import InputError
+from densepose_textures.storage import AtomicWrite
 
 from .model import SAN
 
@@ -66,10 +67,8 @@ def save_encoder(model_or_encoder, preprocess, path, onnx=False):
     state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
     record = {"encoder": state, "model_args": args, "preprocess": check_preprocess(preprocess)}
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(record, tmp)
-    tmp.replace(path)
+    with AtomicWrite(path) as tmp:
+        torch.save(record, tmp)
     written = [path]
     log.info("exported the encoder (%d tensors, %d-d features) to %s", len(state),
              getattr(encoder, "feature_dim", -1), path)

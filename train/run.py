@@ -113,7 +113,7 @@ def train_model(*, root, train_items, out_dir, variant, model, data, optim, loss
     total_epochs = optim["warmup_epochs"] + epochs
     run = _plain({"variant": variant, "seed": seed, "data": {k: v for k, v in data.items() if k != "workers"},
                   "optim": optim, "loss": loss, "amp": amp,
-                  "textures": dataset.textures_attrs.get("image_list_digest") if variant == "san" else None})
+                  "textures": dataset.textures.attrs.get("image_list_digest") if variant == "san" else None})
 
     last = out_dir / ckpt.LAST
     start_epoch = 0

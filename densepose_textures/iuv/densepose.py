@@ -24,7 +24,7 @@ import torch
 
 from ..errors import InputError
 from .charts import charts_to_results, result_to_iuv
-from .store import file_digest
+from ..storage import file_digest
 
 log = logging.getLogger(__name__)
 

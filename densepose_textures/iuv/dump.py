@@ -28,7 +28,7 @@ import torch
 from ..errors import InputError
 from .charts import box_xyxy_to_xywh_int, result_to_iuv
 from .densepose import covering_box_index
-from .store import file_digest
+from ..storage import file_digest
 
 log = logging.getLogger(__name__)
 

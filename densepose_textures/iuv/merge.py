@@ -6,7 +6,8 @@ from pathlib import Path
 import h5py
 
 from ..errors import InputError
-from .store import SHARD_ATTRS, IUVStore, assemble, image_list_digest
+from ..storage import image_list_digest
+from .store import SHARD_ATTRS, IUVStore, assemble
 
 SHARD_NAME = re.compile(r"\.shard-(\d+)-of-(\d+)$")
 

@@ -2,15 +2,13 @@
 
 Images are decoded (in threads, one chunk ahead) whatever the backend, handed to it in batches,
 their IUV resized nearest-neighbour to the canonical size, and each chunk of ``chunk_size`` images
-is committed as its own file in ``<store>.partial/`` (written to a temporary name, then renamed).
+is committed as its own file in ``<store>.partial/`` (a :class:`~densepose_textures.storage.WorkDir`).
 A rerun after ``kill -9`` reuses the committed chunks and writes the same store as one
 uninterrupted run; the store itself is assembled at the end into a new file and renamed.
 """
 
-import json
 import logging
 import os
-import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ from tqdm import tqdm
 
 from ..errors import InputError
 from ..imageio import read_rgb, resize_iuv
+from ..storage import WorkDir
 from .store import IUVWriter, assemble, encode_iuv, store_attrs
 
 log = logging.getLogger(__name__)
@@ -81,39 +80,20 @@ def _decode(root, key):
         return None, str(err)
 
 
-class _WorkDir:
-    """Committed chunks of one run: ``chunk-000000.h5``, ... and ``run.json`` (what they were made for)."""
+def chunk_path(work, c):
+    """The committed chunk ``c`` of a run's work directory."""
+    return work / f"chunk-{c:06d}.h5"
 
-    def __init__(self, path, fingerprint):
-        self.path = Path(path)
-        stamp = self.path / "run.json"
-        if self.path.is_dir():
-            try:
-                previous = json.loads(stamp.read_text())
-            except (OSError, ValueError):
-                previous = None
-            if previous != fingerprint:
-                log.warning("discarding unfinished work in %s: it was made with other settings or images", self.path)
-                shutil.rmtree(self.path)
-        if not self.path.is_dir():
-            self.path.mkdir(parents=True)
-            tmp = stamp.with_suffix(".tmp")
-            tmp.write_text(json.dumps(fingerprint, sort_keys=True))
-            os.replace(tmp, stamp)
 
-    def chunk(self, c):
-        return self.path / f"chunk-{c:06d}.h5"
-
-    def committed(self, c, keys):
-        """Whether chunk ``c`` is there, complete, and holds exactly ``keys``."""
-        path = self.chunk(c)
-        if not path.is_file():
-            return False
-        try:
-            with h5py.File(path, "r") as f:
-                return list(f["key"].asstr()[()]) == keys
-        except (OSError, KeyError):
-            return False
+def committed(path, keys):
+    """Whether the chunk file ``path`` is there, complete, and holds exactly ``keys``."""
+    if not path.is_file():
+        return False
+    try:
+        with h5py.File(path, "r") as f:
+            return list(f["key"].asstr()[()]) == keys
+    except (OSError, KeyError):
+        return False
 
 
 def run_iuv(backend, root, keys, out, *, size=(256, 128), chunk_size=256, batch_size=16, strict=False,
@@ -140,9 +120,9 @@ def run_iuv(backend, root, keys, out, *, size=(256, 128), chunk_size=256, batch_
         attrs.update(shard_index=i, shard_count=n, shard_start=start)
     mine = keys[start:stop]
     chunks = [mine[c:c + chunk_size] for c in range(0, len(mine), chunk_size)]
-    work = _WorkDir(path.with_name(path.name + ".partial"), {**attrs, "chunk_size": chunk_size})
+    work = WorkDir(path, {**attrs, "chunk_size": chunk_size})
 
-    todo = [c for c, chunk_keys in enumerate(chunks) if not work.committed(c, chunk_keys)]
+    todo = [c for c, chunk_keys in enumerate(chunks) if not committed(chunk_path(work, c), chunk_keys)]
     resumed = len(mine) - sum(len(chunks[c]) for c in todo)
     if resumed:
         log.info("resuming %s: %d of %d images already committed", path, resumed, len(mine))
@@ -156,15 +136,15 @@ def run_iuv(backend, root, keys, out, *, size=(256, 128), chunk_size=256, batch_
         for t, c in enumerate(todo):
             decoded = [f.result() for f in pending]
             pending = submit(todo[t + 1]) if t + 1 < len(todo) else None
-            _process_chunk(backend, chunks[c], decoded, size, batch_size, strict, work.chunk(c), bar, pool)
+            _process_chunk(backend, chunks[c], decoded, size, batch_size, strict, chunk_path(work, c), bar, pool)
     seconds = time.perf_counter() - began
 
-    sources = [work.chunk(c) for c in range(len(chunks))]
+    sources = [chunk_path(work, c) for c in range(len(chunks))]
     summary = _summarise(sources, path, resumed, seconds)
     if strict and (summary.unreadable or summary.no_person):
         raise _strict_error(summary.unreadable, summary.no_person)
     assemble(sources, path, size, attrs)
-    shutil.rmtree(work.path)
+    work.remove()
     return summary
 
 

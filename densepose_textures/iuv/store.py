@@ -9,9 +9,7 @@ carry ``shard_index``, ``shard_count``, ``shard_start``).
 Files are written whole to a temporary name and renamed (:func:`assemble`), never opened in place.
 """
 
-import hashlib
 import json
-import os
 import zlib
 from pathlib import Path
 
@@ -19,23 +17,10 @@ import h5py
 import numpy as np
 
 from ..errors import InputError
+from ..storage import AtomicWrite, H5Reader, image_list_digest
 
 FORMAT_VERSION = 1
 SHARD_ATTRS = ("shard_index", "shard_count", "shard_start")
-
-
-def image_list_digest(keys):
-    """sha256 (hex) of the ordered relative paths joined by newlines."""
-    return hashlib.sha256("\n".join(keys).encode("utf-8")).hexdigest()
-
-
-def file_digest(path, block=1 << 20):
-    """sha256 (hex) of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def store_attrs(backend_name, settings, size, keys, **extra):
@@ -59,17 +44,6 @@ def _digest(settings, what):
     return str(settings.get(f"{what}_digest", settings.get(f"{what}_sha256", "")))
 
 
-def _plain(value):
-    """An HDF5 attribute value as a plain Python value (str, int, float, list)."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def encode_iuv(iuv):
     """The stored chunk of one IUV image: its bytes through HDF5's gzip filter at level 1 (zlib format).
 
@@ -86,7 +60,7 @@ def _create(h5, n, size):
 
 
 class IUVWriter:
-    """Write a complete store (or a work file of the same layout) to ``path`` via ``path.tmp`` + rename.
+    """Write a complete store (or a work file of the same layout) to ``path``, atomically.
 
     Records are written in order with :meth:`append`; :meth:`close` checks all N were written and
     renames. Leaving the ``with`` block on an exception removes the temporary file.
@@ -94,10 +68,9 @@ class IUVWriter:
 
     def __init__(self, path, n, size, attrs, extra_columns=()):
         self.path = Path(path)
-        self.tmp = self.path.with_name(self.path.name + ".tmp")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.target = AtomicWrite(self.path)
         self.n, self.size, self.attrs = n, tuple(size), attrs
-        self.file = h5py.File(self.tmp, "w")
+        self.file = h5py.File(self.target.tmp, "w")
         _create(self.file, n, size)
         self.keys, self.found, self.score = [], np.zeros(n, bool), np.zeros(n, np.float32)
         self.columns = {name: np.zeros(n, np.uint8) for name in extra_columns}
@@ -144,11 +117,11 @@ class IUVWriter:
         for name in sorted(self.attrs):  # sorted: the same bytes whatever order they were given in
             f.attrs[name] = self.attrs[name]
         f.close()
-        os.replace(self.tmp, self.path)
+        self.target.commit()
 
     def abort(self):
         self.file.close()
-        self.tmp.unlink(missing_ok=True)
+        self.target.discard()
 
     def __enter__(self):
         return self
@@ -173,30 +146,24 @@ def assemble(sources, path, size, attrs, extra_columns=()):
     return path
 
 
-class IUVStore:
+class IUVStore(H5Reader):
     """Read-only IUV store: ``.keys``, ``.found``, ``.score``, ``.attrs``, ``len()``, ``.read(i)``, ``.index(key)``.
 
-    The file is opened lazily, so a store is picklable until first read.
+    The file is opened lazily, once per process (:class:`~densepose_textures.storage.H5Reader`),
+    so a store can be pickled into workers before or after its first read.
     """
 
-    def __init__(self, path):
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise InputError(f"IUV store {self.path} not found: run `sanreid iuv` first")
-        try:
-            with h5py.File(self.path, "r") as f:
-                missing = [name for name in ("iuv", "key", "found", "score") if name not in f]
-                if missing:
-                    raise InputError(f"{self.path} is not an IUV store (missing {', '.join(missing)})")
-                self.keys = list(f["key"].asstr()[()])
-                self.found = f["found"][()].astype(bool)
-                self.score = f["score"][()].astype(np.float32)
-                self.attrs = {name: _plain(value) for name, value in f.attrs.items()}
-                self.size = tuple(f["iuv"].shape[1:3])
-        except OSError as err:
-            raise InputError(f"{self.path} cannot be read as HDF5 ({err}): delete it and rerun `sanreid iuv`") from err
+    what = "IUV store"
+    make = "run `sanreid iuv` first"
+    fix = "delete it and rerun `sanreid iuv`"
+    required = ("iuv", "key", "found", "score")
+
+    def read_header(self, f):
+        self.keys = list(f["key"].asstr()[()])
+        self.found = f["found"][()].astype(bool)
+        self.score = f["score"][()].astype(np.float32)
+        self.size = tuple(f["iuv"].shape[1:3])
         self._index = {key: i for i, key in enumerate(self.keys)}
-        self._file = None
 
     def __len__(self):
         return len(self.keys)
@@ -209,20 +176,4 @@ class IUVStore:
 
     def read(self, i):
         """uint8 IUV (H, W, 3) of record ``i`` at the store's canonical size."""
-        if self._file is None:
-            self._file = h5py.File(self.path, "r")
-        return self._file["iuv"][i]
-
-    def close(self):
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-    def __getstate__(self):
-        return {**self.__dict__, "_file": None}
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+        return self.h5(self.path)["iuv"][i]

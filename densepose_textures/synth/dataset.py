@@ -27,6 +27,7 @@ from tqdm import tqdm
 from ..errors import InputError
 from ..imageio import write_iuv, write_rgb
 from ..mirror import MirrorMap
+from ..storage import AtomicWrite, partial_dir, plain_attrs, replace_dir
 from .identity import make_identity
 from .mirror_map import body_mirror_map
 from .render import render_image
@@ -130,7 +131,7 @@ def write_dataset(out, *, ids, images_per_id, cameras, seed, image_size=(128, 64
         if not overwrite:
             what = "is not a synthetic dataset" if found is None else f"was rendered with {found}"
             raise InputError(f"{out} {what}: remove it, choose another --out, or pass --force to replace it")
-    work = out.with_name(out.name + ".partial")
+    work = partial_dir(out)
     try:
         if work.exists():
             shutil.rmtree(work)
@@ -167,9 +168,7 @@ def write_dataset(out, *, ids, images_per_id, cameras, seed, image_size=(128, 64
     bar.close()
 
     _write_truth(work / TRUTH_FILE, identities, plans, facts, {**settings, "renderer_version": RENDERER_VERSION})
-    if out.exists():
-        shutil.rmtree(out)
-    work.rename(out)
+    replace_dir(work, out)
     log.info("wrote %d images of %d identities to %s", len(plans), ids, out)
     return out
 
@@ -181,7 +180,7 @@ def _settings_of(root):
         return None
     try:
         with h5py.File(path, "r") as f:
-            attrs = dict(f.attrs)
+            attrs = plain_attrs(f.attrs)
         found = {k: int(attrs[k]) for k in ("seed", "ids", "images_per_id", "cameras", "texture_size",
                                                "renderer_version")}
         found["image_size"] = tuple(int(x) for x in attrs["image_size"])
@@ -197,8 +196,7 @@ def _write_truth(path, identities, plans, facts, settings):
     for plan in plans:  # facts of each identity are in plan order
         per_image.append(facts[plan.pid][cursor[plan.pid]])
         cursor[plan.pid] += 1
-    tmp = path.with_suffix(".tmp")
-    with h5py.File(tmp, "w") as f:
+    with AtomicWrite(path) as tmp, h5py.File(tmp, "w") as f:
         p = identities[0].texture.shape[1]
         textures = f.create_dataset("texture", (len(identities), 24, p, p, 3), dtype=np.uint8,
                                     chunks=(1, 24, p, p, 3), compression="gzip", compression_opts=1)
@@ -223,7 +221,6 @@ def _write_truth(path, identities, plans, facts, settings):
             "body_shape_fields": "height,girth,legs,head,depth",
         })
         f.attrs.update({k: np.asarray(v) for k, v in settings.items()})
-    tmp.rename(path)
 
 
 def read_truth(path):

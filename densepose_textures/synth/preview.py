@@ -11,6 +11,7 @@ import numpy as np
 from ..atlas import atlas_to_image
 from ..errors import InputError
 from ..imageio import read_iuv, read_rgb, write_rgb
+from ..storage import AtomicWrite
 from .dataset import TRUTH_FILE, iuv_path, read_truth
 
 # one colour per part (0 = background), spread around the hue circle, neighbours distinct
@@ -85,7 +86,7 @@ def write_png(path, grid, colours=0):
         raise InputError(f"colours={colours}: a PNG palette holds 2 to 256 colours (0: full colour)")
     from PIL import Image
 
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     image = Image.fromarray(grid).quantize(colors=colours, method=Image.Quantize.MEDIANCUT,
                                            dither=Image.Dither.NONE)
-    image.save(path, optimize=True)
+    with AtomicWrite(path) as tmp:
+        image.save(tmp, format="PNG", optimize=True)

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import click
 
+from densepose_textures.storage import write_text
+
 from .. import paths, report
 from .common import fail, params_from_context, user_errors
 
@@ -38,7 +40,7 @@ def evaluate_experiment(ctx, dataset, variant, seed, checkpoint):
         ctx.invoke(evaluate, dataset=test, checkpoint=checkpoint, out=out)
         summary[test] = json.loads((out / "metrics.json").read_text())
     path = report.run_summary_path(dataset, variant, seed)
-    path.write_text(json.dumps(summary, indent=2) + "\n")
+    write_text(path, json.dumps(summary, indent=2) + "\n")
     click.echo(f"wrote {path}")
 
 

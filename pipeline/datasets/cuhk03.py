@@ -171,9 +171,7 @@ def prepare_cuhk03(root, mat=None, variants=VARIANTS, overwrite=False):
                         if target.exists() and not overwrite:
                             kept += 1
                             continue
-                        partial = target.with_name(f".{name}.part.png")
-                        write_rgb(partial, image)
-                        partial.replace(target)
+                        write_rgb(target, image)  # atomic: an interrupted run leaves no half image
                         written += 1
             log.info("cuhk03 %s: %d images written, %d already present in %s", variant, written, kept, out)
             counts[variant] = (written, kept, out)

@@ -5,12 +5,14 @@ import re
 from pathlib import Path
 
 import cv2
+import h5py
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from densepose_textures.errors import InputError
 from densepose_textures.imageio import read_rgb
+from densepose_textures.storage import AtomicWrite, H5Reader
 
 log = logging.getLogger(__name__)
 
@@ -80,43 +82,43 @@ def extract_features(model, root, items, preprocess, *, flip=True, batch_size=12
 
 def write_features(path, features, items, **attrs):
     """Write ``features.h5``: ``features`` (N, D) float32, ``keys``, ``pids``, ``camids``; ``attrs`` as attributes."""
-    import h5py
-
     features = torch.as_tensor(features).float().cpu().numpy()
     if len(features) != len(items):
         raise InputError(f"{len(features)} features for {len(items)} images")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
+    with AtomicWrite(path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("features", data=features)
         f.create_dataset("keys", data=[item[0] for item in items], dtype=h5py.string_dtype())
         f.create_dataset("pids", data=np.array([item[1] for item in items], dtype=np.int64))
         f.create_dataset("camids", data=np.array([item[2] for item in items], dtype=np.int64))
         for key, value in attrs.items():
             f.attrs[key] = value
-    tmp.replace(path)
-    return path
+    return Path(path)
+
+
+class FeaturesFile(H5Reader):
+    """A ``features.h5``: ``.items`` ((key, pid, camid) list), ``.attrs``, ``len()``; the (N, D) matrix
+    is read on demand (:meth:`features`, all or some rows), through a handle opened once per process."""
+
+    what = "features file"
+    make = "write it with `sanreid extract`"
+    fix = "write it again with `sanreid extract`"
+    required = ("features", "keys", "pids", "camids")
+
+    def read_header(self, f):
+        self.items = list(zip(f["keys"].asstr()[()], f["pids"][()].tolist(), f["camids"][()].tolist()))
+        shape = f["features"].shape
+        if len(shape) != 2 or shape[0] != len(self.items):
+            raise InputError(f"{self.path}: features {tuple(shape)} do not match its {len(self.items)} keys")
+
+    def __len__(self):
+        return len(self.items)
+
+    def features(self, rows=slice(None)):
+        """(N, D) float32 tensor of the features of ``rows`` (default: all)."""
+        return torch.from_numpy(self.h5(self.path)["features"][rows].astype(np.float32))
 
 
 def read_features(path):
     """(features (N, D) float32 tensor, items list of (key, pid, camid), attrs dict) of a ``features.h5``."""
-    import h5py
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"features file {path} not found: write it with `sanreid extract`")
-    try:
-        with h5py.File(path, "r") as f:
-            missing = [k for k in ("features", "keys", "pids", "camids") if k not in f]
-            if missing:
-                raise InputError(f"{path} lacks {', '.join(missing)}: not a `sanreid extract` features file")
-            features = torch.from_numpy(f["features"][()].astype(np.float32))
-            keys = [k.decode() if isinstance(k, bytes) else str(k) for k in f["keys"][()]]
-            items = list(zip(keys, f["pids"][()].tolist(), f["camids"][()].tolist()))
-            attrs = dict(f.attrs)
-    except OSError as err:
-        raise InputError(f"cannot read features file {path}: {err}") from err
-    if features.ndim != 2 or len(features) != len(items):
-        raise InputError(f"{path}: features {tuple(features.shape)} do not match its {len(items)} keys")
-    return features, items, attrs
+    with FeaturesFile(path) as f:
+        return f.features(), f.items, f.attrs

@@ -9,6 +9,7 @@ import torch
 
 from densepose_textures.errors import InputError
 from densepose_textures.imageio import read_rgb, write_rgb
+from densepose_textures.storage import AtomicWrite
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def plot_cmc(path, curves, title=""):
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    with AtomicWrite(path) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png")
     plt.close(fig)
     return Path(path)

@@ -5,12 +5,15 @@ Writes into ``out_dir``: ``metrics.json``, ``cmc.csv`` and ``cmc.json`` (rank, c
 """
 
 import csv
+import io
 import json
 import logging
 import time
 from pathlib import Path
 
 import numpy as np
+
+from densepose_textures.storage import write_text
 
 from .distance import pairwise_distance
 from .metrics import evaluate_rank
@@ -58,7 +61,7 @@ def evaluate_features(qf, gf, query, gallery, out_dir, *, root=None, name="", me
         log.info("%s re-ranked: rank-1 %.2f%%  mAP %.2f%%", name, 100 * reranked["cmc"][0], 100 * reranked["mAP"])
     metrics["seconds"] = round(time.perf_counter() - started, 3)
 
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     _write_cmc(out_dir, curves)
     plot_cmc(out_dir / "cmc.png", curves, title=name)
     if hardest > 0 and root is not None:
@@ -74,8 +77,9 @@ def _write_cmc(out_dir, curves):
     rows = [{"rank": r, "cmc": float(curves["plain"][r - 1]),
              **({"cmc_rerank": float(curves["re-ranked"][r - 1])} if "re-ranked" in curves else {})}
             for r in ranks]
-    (out_dir / "cmc.json").write_text(json.dumps({"cmc": rows}, indent=1) + "\n")
-    with open(out_dir / "cmc.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_text(out_dir / "cmc.json", json.dumps({"cmc": rows}, indent=1) + "\n")
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(out_dir / "cmc.csv", table.getvalue())
