@@ -1,6 +1,6 @@
 """Fill the texels an image could not see, recording which step set each one (its provenance).
 
-Steps, in order (codes of :data:`densepose_textures.shards.PROVENANCE`); observed texels
+Steps, in order (codes of :class:`densepose_textures.provenance.Provenance`); observed texels
 (code 0) are never changed:
 
 1. mirror: an unseen texel takes the colour of its left/right mirror texel when that was
@@ -22,7 +22,7 @@ import numpy as np
 
 from .mirror import MirrorMap
 from .parts import NUM_PARTS
-from .shards import IN_PART, MEAN_COLOUR, MIRROR, NO_PERSON, OBSERVED, RELATED_PART
+from .provenance import Provenance
 
 FILL_METHODS = ("nearest", "pushpull", "telea")
 
@@ -131,7 +131,8 @@ def _fill_in_part(texture, known, provenance, method, size):
     if filled.dtype != np.uint8:
         filled = np.clip(filled + 0.5, 0, 255).astype(np.uint8)
     texture.reshape(-1, size, size, 3)[partial] = filled
-    provenance.reshape(-1, size, size)[partial] = np.where(seen, provenance.reshape(-1, size, size)[partial], IN_PART)
+    steps = provenance.reshape(-1, size, size)
+    steps[partial] = np.where(seen, steps[partial], Provenance.IN_PART)
     slabs[partial] = True
 
 
@@ -150,7 +151,7 @@ def fill_atlases(textures, observed, mirror=None, method="nearest"):
                          f"{textures.shape} and {observed.shape}")
     texture = textures.reshape(batch, -1, 3).copy()  # (B, N, 3), N = 24 P P
     known = observed.reshape(batch, -1).copy()
-    provenance = np.where(known, np.uint8(OBSERVED), np.uint8(NO_PERSON))
+    provenance = np.where(known, np.uint8(Provenance.OBSERVED), np.uint8(Provenance.NO_PERSON))
     person = known.any(axis=1)
     texture[~person] = 0
     mirror_index = mirror_index_of(mirror, size)
@@ -158,12 +159,13 @@ def fill_atlases(textures, observed, mirror=None, method="nearest"):
         flat = np.flatnonzero(~known & known[:, mirror_index])  # into (B N)
         texel = flat % known.shape[1]
         texture.reshape(-1, 3)[flat] = texture.reshape(-1, 3)[flat - texel + mirror_index[texel]]
-        provenance.reshape(-1)[flat] = MIRROR
+        provenance.reshape(-1)[flat] = Provenance.MIRROR
         known.reshape(-1)[flat] = True
     _fill_in_part(texture, known, provenance, method, size)
 
-    whole_parts = [(mirror_index, MIRROR), (_part_copy_index(LIMB_OTHER_SIDE, size), RELATED_PART),
-                   (_part_copy_index(TORSO_OTHER_SIDE, size), RELATED_PART)]
+    whole_parts = [(mirror_index, Provenance.MIRROR),
+                   (_part_copy_index(LIMB_OTHER_SIDE, size), Provenance.RELATED_PART),
+                   (_part_copy_index(TORSO_OTHER_SIDE, size), Provenance.RELATED_PART)]
     for source, code in whole_parts:
         if source is None:
             continue
@@ -181,7 +183,7 @@ def fill_atlases(textures, observed, mirror=None, method="nearest"):
                 / seen.sum(axis=1, keepdims=True) + 0.5).astype(np.uint8)  # (E, 3)
         image, texel = np.nonzero(rest[needy])
         texture[needy[image], texel] = mean[image]
-        provenance[needy[image], texel] = MEAN_COLOUR
+        provenance[needy[image], texel] = Provenance.MEAN_COLOUR
     return texture.reshape(textures.shape), provenance.reshape(observed.shape)
 
 

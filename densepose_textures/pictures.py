@@ -8,14 +8,14 @@ import numpy as np
 from .atlas import atlas_to_image
 from .errors import InputError
 from .imageio import read_rgb
-from .shards import IN_PART, MEAN_COLOUR, MIRROR, NO_PERSON, OBSERVED, RELATED_PART
+from .provenance import Provenance
 
 log = logging.getLogger(__name__)
 
-# Colours of the fill steps in provenance pictures.
+# Colours of the fill steps in provenance pictures: one for every code.
 STEP_COLOURS = {
-    OBSERVED: (40, 170, 60), MIRROR: (60, 110, 230), IN_PART: (240, 200, 40), RELATED_PART: (235, 110, 30),
-    MEAN_COLOUR: (200, 40, 40), NO_PERSON: (0, 0, 0),
+    Provenance.OBSERVED: (40, 170, 60), Provenance.MIRROR: (60, 110, 230), Provenance.IN_PART: (240, 200, 40),
+    Provenance.RELATED_PART: (235, 110, 30), Provenance.MEAN_COLOUR: (200, 40, 40), Provenance.NO_PERSON: (0, 0, 0),
 }
 UNSEEN = (24, 24, 28)
 
@@ -89,12 +89,10 @@ def texture_grid(texture_set, root, *, count=16, seed=0, height=192, columns=2):
 
 
 def _legend(width):
-    from .shards import PROVENANCE
-
     legend = np.full((24, width, 3), 255, np.uint8)
     x = 4
-    for code, name in PROVENANCE.items():
+    for code in Provenance:
         cv2.rectangle(legend, (x, 6), (x + 12, 18), tuple(int(c) for c in STEP_COLOURS[code]), -1)
-        cv2.putText(legend, name, (x + 16, 17), cv2.FONT_HERSHEY_PLAIN, 0.9, (0, 0, 0), 1, cv2.LINE_AA)
-        x += 24 + 9 * len(name)
+        cv2.putText(legend, code.label, (x + 16, 17), cv2.FONT_HERSHEY_PLAIN, 0.9, (0, 0, 0), 1, cv2.LINE_AA)
+        x += 24 + 9 * len(code.label)
     return legend

@@ -13,9 +13,9 @@ import numpy as np
 from .atlas import texel_to_uv, uv_to_texel
 from .fill import fill_atlases
 from .parts import NUM_PARTS
-from .shards import NO_PERSON, PROVENANCE
+from .provenance import Provenance
 
-STEPS = [code for code in PROVENANCE if code != NO_PERSON]
+STEPS = [code for code in Provenance if code != Provenance.NO_PERSON]  # texels with a person behind them
 _PID = re.compile(r"^(-?\d+)_c")
 
 
@@ -67,7 +67,7 @@ class _Tally:
             mae = self.abs[idx].sum() / (3 * n) if n else float("nan")
             mse = self.sq[idx].sum() / (3 * n) if n else float("nan")
             psnr = 10 * np.log10(255.0 ** 2 / mse) if n and mse > 0 else (float("inf") if n else float("nan"))
-            rows.append({"step": PROVENANCE.get(code, code), "share": n / total if total else 0.0,
+            rows.append({"step": code if code == "all" else code.label, "share": n / total if total else 0.0,
                          "mae": mae, "psnr": psnr, "texels": int(n)})
         return rows
 
@@ -127,7 +127,7 @@ def set_statistics(texture_set, batch_size=256):
     coverage, counts = [], np.zeros(256, np.int64)
     for _, arrays in texture_set.batches(("observed", "provenance"), batch_size=batch_size):
         observed, provenance = arrays["observed"], arrays["provenance"]
-        person = (provenance.reshape(len(provenance), -1) != NO_PERSON).any(axis=1)
+        person = (provenance.reshape(len(provenance), -1) != Provenance.NO_PERSON).any(axis=1)
         coverage.extend(observed[person].reshape(int(person.sum()), -1).mean(axis=1))
         counts += np.bincount(provenance[person].ravel(), minlength=256)
     total = counts[STEPS].sum()
@@ -136,5 +136,5 @@ def set_statistics(texture_set, batch_size=256):
         "found": int(len(coverage) if total else 0),
         "coverage_mean": float(coverage.mean()), "coverage_min": float(coverage.min()),
         "coverage_max": float(coverage.max()),
-        "shares": {PROVENANCE[c]: (counts[c] / total if total else 0.0) for c in STEPS},
+        "shares": {c.label: (counts[c] / total if total else 0.0) for c in STEPS},
     }

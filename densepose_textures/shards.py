@@ -2,7 +2,7 @@
 
 Each shard holds, for consecutive records, ``texture`` (N, 24, P, P, 3) uint8,
 ``observed`` (N, 24, P, P) uint8, ``provenance`` (N, 24, P, P) uint8 (fill step of
-each texel, :data:`PROVENANCE`), ``key``, ``pid``, ``camid``; one image per chunk,
+each texel, :class:`~densepose_textures.provenance.Provenance`), ``key``, ``pid``, ``camid``; one image per chunk,
 gzip level 1. The index holds the set attributes, every record's key, pid, camid,
 the shard each record lives in, each shard's byte size (a truncated or missing
 shard is refused), and ``mirror_index`` (24, P, P), the flat texel index of each
@@ -23,23 +23,13 @@ import numpy as np
 
 from .errors import InputError
 from .parts import NUM_PARTS
+from .provenance import Provenance
 from .storage import AtomicWrite, H5Reader, WorkDir, array_digest, image_list_digest, open_h5, partial_dir, plain_attrs
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 INDEX_FILE = "index.h5"
-
-# Provenance codes: which fill step set each texel.
-OBSERVED, MIRROR, IN_PART, RELATED_PART, MEAN_COLOUR, NO_PERSON = 0, 1, 2, 3, 4, 255
-PROVENANCE = {
-    OBSERVED: "observed",
-    MIRROR: "mirror",
-    IN_PART: "in-part",
-    RELATED_PART: "related part",
-    MEAN_COLOUR: "mean colour",
-    NO_PERSON: "no person",
-}
 
 _COMPRESSION = dict(compression="gzip", compression_opts=1)
 
@@ -252,7 +242,7 @@ class TextureSetWriter:
                 done.add(k)
                 with h5py.File(shard, "r") as f:
                     provenance = f["provenance"][()]
-                self._found[a:b] = (provenance.reshape(b - a, -1) != NO_PERSON).any(axis=1)
+                self._found[a:b] = (provenance.reshape(b - a, -1) != Provenance.NO_PERSON).any(axis=1)
         log.info("resuming %s: %d of %d shards already written", self.work.path, len(done), len(self.bounds))
         return done
 
@@ -271,7 +261,7 @@ class TextureSetWriter:
             first, last = self.bounds[number]
             self._open = _ShardFile(self.work / shard_name(number), first, last - first, self.size, self.attrs)
         self._open.write(texture, observed, provenance)
-        self._found[i] = bool(np.any(np.asarray(provenance) != NO_PERSON))
+        self._found[i] = bool(np.any(np.asarray(provenance) != Provenance.NO_PERSON))
         if self._open.written == self._open.count:
             a, b = self.bounds[number]
             self._open.close(self.keys[a:b], self.pids[a:b], self.camids[a:b])

@@ -24,7 +24,8 @@ from .fill import FILL_METHODS, fill_atlases
 from .imageio import read_rgb, resize_iuv
 from .iuv.store import IUVStore
 from .parts import NUM_PARTS
-from .shards import FORMAT_VERSION, NO_PERSON, TextureSet, TextureSetWriter
+from .provenance import Provenance
+from .shards import FORMAT_VERSION, TextureSet, TextureSetWriter
 from .storage import image_list_digest
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ def build_texture_set(out, *, store_path, image_root, dataset, labels, size=32, 
                               shard_size=shard_size)
     resumed = len(keys) - len(writer.todo)
     empty = (np.zeros((NUM_PARTS, size, size, 3), np.uint8), np.zeros((NUM_PARTS, size, size), np.uint8),
-             np.full((NUM_PARTS, size, size), NO_PERSON, np.uint8))
+             np.full((NUM_PARTS, size, size), Provenance.NO_PERSON, np.uint8))
     todo = [i for i in writer.todo if store.found[i]]
     chunks = [todo[a:a + chunk_size] for a in range(0, len(todo), chunk_size)]
     bar = tqdm(total=len(writer.todo), desc="textures", unit="img", disable=not progress, leave=False)

@@ -6,7 +6,8 @@ import pytest
 from densepose_textures.atlas import image_to_atlas
 from densepose_textures.fill import fill_atlas
 from densepose_textures.imageio import read_iuv, read_rgb
-from densepose_textures.shards import NO_PERSON, write_texture_set
+from densepose_textures.provenance import Provenance
+from densepose_textures.shards import write_texture_set
 from densepose_textures.synth import body_mirror_map, iuv_path
 
 
@@ -27,7 +28,7 @@ def build_texture_set(root, items, out, size, *, fill=True, empty=()):
         if fill:
             tex, prov = fill_atlas(tex, obs, mirror=mirror)
         else:
-            prov = np.where(obs > 0, 0, NO_PERSON).astype(np.uint8)
+            prov = np.where(obs > 0, Provenance.OBSERVED, Provenance.NO_PERSON).astype(np.uint8)
         textures.append(tex), observed.append(obs), provenance.append(prov)
     return write_texture_set(out, np.stack(textures), np.stack(observed), np.stack(provenance),
                              [r for r, _, _ in items], [p for _, p, _ in items], [c for _, _, c in items],

@@ -26,13 +26,13 @@ import torch.utils.data
 from densepose_textures.atlas import atlas_to_image
 from densepose_textures.errors import InputError
 from densepose_textures.imageio import read_rgb
+from densepose_textures.provenance import Provenance
 from densepose_textures.shards import TextureSet
 
 log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-NO_EVIDENCE = 255  # provenance code of texels with nothing behind them (no person found)
 
 
 def join_textures(items, textures):
@@ -183,6 +183,6 @@ def batch_to_device(batch, device, *, mean=IMAGENET_MEAN, std=IMAGENET_STD, chan
     if "target" in batch:
         out["target"] = batch["target"].to(device, non_blocking=True).float() / 127.5 - 1.0  # (B, 3, 6P, 4P)
         provenance = batch["provenance"].to(device, non_blocking=True)  # (B, 1, 6P, 4P) uint8
-        out["mask"] = (provenance != NO_EVIDENCE).float()
+        out["mask"] = (provenance != Provenance.NO_PERSON).float()
         out["provenance"] = provenance
     return out

@@ -12,6 +12,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import IntEnum
 from pathlib import Path
 
 import h5py
@@ -25,7 +26,16 @@ from .store import IUVWriter, assemble, encode_iuv, store_attrs
 
 log = logging.getLogger(__name__)
 
-OK, UNREADABLE, NO_PERSON = 0, 1, 2
+
+class ImageStatus(IntEnum):
+    """What the IUV stage made of one image (the ``status`` column of its chunk files).
+
+    Not a provenance code: a texel with no person behind it is ``Provenance.NO_PERSON`` (255).
+    """
+
+    FOUND = 0  # readable, and the backend labelled some pixels as body
+    UNREADABLE = 1  # the image could not be decoded
+    NOTHING_FOUND = 2  # readable, but the backend found no person
 
 
 @dataclass
@@ -153,11 +163,11 @@ def _process_chunk(backend, keys, decoded, size, batch_size, strict, chunk_path,
     n = len(keys)
     iuvs = [None] * n
     scores = np.zeros(n, np.float32)
-    status = np.full(n, NO_PERSON, np.uint8)
+    status = np.full(n, ImageStatus.NOTHING_FOUND, np.uint8)
     readable = []
     for j, (image, error) in enumerate(decoded):
         if image is None:
-            status[j] = UNREADABLE
+            status[j] = ImageStatus.UNREADABLE
             log.warning("%s", error)
         else:
             readable.append(j)
@@ -177,16 +187,16 @@ def _process_chunk(backend, keys, decoded, size, batch_size, strict, chunk_path,
                                    f"expected {expected} uint8")
             if iuv[..., 0].any():
                 iuvs[j] = resize_iuv(iuv, size)
-                status[j] = OK
+                status[j] = ImageStatus.FOUND
         bar.update(len(batch))
-    if strict and (status != OK).any():
-        raise _strict_error([keys[j] for j in np.flatnonzero(status == UNREADABLE)],
-                            [keys[j] for j in np.flatnonzero(status == NO_PERSON)])
+    if strict and (status != ImageStatus.FOUND).any():
+        raise _strict_error([keys[j] for j in np.flatnonzero(status == ImageStatus.UNREADABLE)],
+                            [keys[j] for j in np.flatnonzero(status == ImageStatus.NOTHING_FOUND)])
     empty = np.zeros((*size, 3), np.uint8)
     encoded = pool.map(encode_iuv, [empty if iuv is None else iuv for iuv in iuvs])
     with IUVWriter(chunk_path, n, size, {}, extra_columns=("status",)) as writer:
         for j, data in enumerate(encoded):
-            writer.append(data, keys[j], status[j] == OK, scores[j], status=status[j])
+            writer.append(data, keys[j], status[j] == ImageStatus.FOUND, scores[j], status=status[j])
 
 
 def _summarise(sources, path, resumed, seconds):
@@ -197,9 +207,9 @@ def _summarise(sources, path, resumed, seconds):
             status.append(f["status"][()])
     status = np.concatenate(status)
     return IUVSummary(
-        path=path, images=len(keys), found=int((status == OK).sum()),
-        unreadable=[keys[j] for j in np.flatnonzero(status == UNREADABLE)],
-        no_person=[keys[j] for j in np.flatnonzero(status == NO_PERSON)],
+        path=path, images=len(keys), found=int((status == ImageStatus.FOUND).sum()),
+        unreadable=[keys[j] for j in np.flatnonzero(status == ImageStatus.UNREADABLE)],
+        no_person=[keys[j] for j in np.flatnonzero(status == ImageStatus.NOTHING_FOUND)],
         resumed=resumed, seconds=seconds,
     )
 
