@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from densepose_textures.errors import InputError
-from densepose_textures.iuv.densepose import DensePoseBackend, covering_box_index, resolve_device
+from densepose_textures.iuv.densepose import DensePoseBackend, covering_box_index
 
 HAVE_DETECTRON2 = importlib.util.find_spec("detectron2") is not None and importlib.util.find_spec("densepose") is not None
 
@@ -45,14 +45,6 @@ def test_covering_box_keeps_the_box_covering_most_of_the_crop():
     assert covering_box_index(same, torch.tensor([0.5, 0.8]), (128, 64)) == 1
     assert covering_box_index(torch.zeros(0, 4), torch.zeros(0), (128, 64)) is None
     assert covering_box_index(torch.tensor([[70.0, 0.0, 90.0, 50.0]]), torch.tensor([0.9]), (128, 64)) is None
-
-
-def test_device_resolution():
-    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
-    assert resolve_device("cpu") == "cpu"
-    if not torch.cuda.is_available():
-        with pytest.raises(InputError, match="CUDA is not available"):
-            resolve_device("cuda")
 
 
 @pytest.mark.skipif(HAVE_DETECTRON2, reason="detectron2 is installed here: the install message is not shown")

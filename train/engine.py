@@ -13,6 +13,8 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from densepose_textures.device import resolve_device
+
 log = logging.getLogger(__name__)
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -30,17 +32,12 @@ def autocast(device, amp):
 def setup_distributed(device="auto"):
     """(rank, world_size, device) from torchrun's environment; the process group is started when world > 1.
 
-    ``device``: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``. Backend nccl on
-    CUDA, gloo on CPU; each rank takes the GPU of its LOCAL_RANK.
+    ``device``: as :func:`densepose_textures.device.resolve_device` (each rank takes the GPU of its
+    LOCAL_RANK). Backend nccl on CUDA, gloo on CPU.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank if world > 1 else torch.cuda.current_device())
+    device = resolve_device(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..device import resolve_device
 from ..errors import InputError
 from .charts import charts_to_results, result_to_iuv
 from ..storage import file_digest
@@ -54,15 +55,6 @@ def _import_detectron2():
     except ImportError as err:
         raise InputError(f"{INSTALL_HINT}\n(import failed: {err})") from err
     return detectron2, add_densepose_config
-
-
-def resolve_device(device):
-    """``auto`` -> ``cuda`` when available, else ``cpu``; anything else as given."""
-    if device in ("auto", "", None):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} asked for but CUDA is not available: use --device cpu or auto")
-    return str(device)
 
 
 def covering_box_index(boxes_xyxy, scores, image_hw):
@@ -106,7 +98,7 @@ class DensePoseBackend:
         self.config, self.weights = Path(config), Path(weights)
         self.mode, self.batch_size = mode, int(batch_size)
         self.input_size = (int(input_size[0]), int(input_size[1]))
-        self.device = resolve_device(device)
+        self.device = str(resolve_device(device))  # under torchrun, auto is this rank's GPU
         cfg = get_cfg()
         add_densepose_config(cfg)
         try:

@@ -5,19 +5,11 @@ from pathlib import Path
 
 import click
 
+from densepose_textures.device import resolve_device
+
 from .common import fail, params_from_context, user_errors
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(device):
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        fail(f"device {device!r} asked but CUDA is not available here: use --device cpu")
-    return device
 
 
 def _load_model(path, device):
@@ -33,7 +25,7 @@ def _extract(model, preprocess, root, items, settings, device):
                             device=device, workers=settings.workers)
 
 
-_device_option = click.option("--device", default=None, help="auto | cpu | cuda (default: eval.device).")
+_device_option = click.option("--device", default=None, help="auto | cpu | cuda[:N] (default: eval.device).")
 _flip_option = click.option("--flip/--no-flip", default=None,
                             help="Average the features of each image and its mirror image (default: eval.flip).")
 

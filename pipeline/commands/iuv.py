@@ -1,7 +1,6 @@
 """``sanreid iuv`` and ``sanreid iuv-merge``: every image of a dataset into one HDF5 IUV store."""
 
 import logging
-import os
 from pathlib import Path
 
 import click
@@ -40,15 +39,6 @@ def backend_options(params, root, device):
     return {}
 
 
-def rank_device(device, environ=os.environ):
-    """Under torchrun, ``auto`` means this rank's GPU (``cuda:LOCAL_RANK``) when there is one."""
-    if device != "auto" or "LOCAL_RANK" not in environ:
-        return device
-    import torch
-
-    return f"cuda:{int(environ['LOCAL_RANK'])}" if torch.cuda.is_available() else "cpu"
-
-
 @click.command("iuv")
 @click.option("--dataset", required=True, help="Dataset name (see `sanreid datasets`).")
 @click.option("--root", type=click.Path(file_okay=False), default=None, help="Dataset root [default: data/raw/<dataset>].")
@@ -83,7 +73,7 @@ def iuv(dataset, root, backend, mode, config, weights, dump, splits, shard, stri
     ds = datasets.load(dataset, root)
     keys = image_keys(ds, params.splits)
     shard = parse_shard(shard) if shard is not None else shard_from_env()
-    backend_obj = make_backend(params.backend, **backend_options(params, ds.root, rank_device(params.device)))
+    backend_obj = make_backend(params.backend, **backend_options(params, ds.root, params.device))
     summary = run_iuv(backend_obj, ds.root, keys, out, size=params.size, chunk_size=params.chunk_size,
                       batch_size=params.batch_size, strict=strict, shard=shard, workers=params.workers,
                       extra_attrs={"dataset": dataset, "splits": params.splits})
