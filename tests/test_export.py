@@ -8,6 +8,7 @@ from click.testing import CliRunner
 
 from densepose_textures.errors import InputError
 from pipeline.cli import main
+from train.checkpoint import strip_prefixes
 from train.export import load_encoder, save_encoder
 from train.model import SAN
 
@@ -51,7 +52,7 @@ def test_exported_encoder_has_no_decoder_and_same_features(trained_san, tmp_path
         assert torch.equal(encoder(x), trained_san(x))
 
 
-@pytest.mark.parametrize("prefix", ["", "module."])
+@pytest.mark.parametrize("prefix", ["", "module.", "_orig_mod.module."])
 def test_load_encoder_from_training_checkpoint(trained_san, tmp_path, prefix):
     path = checkpoint_of(trained_san, tmp_path / "last.pt", prefix)
     encoder, preprocess = load_encoder(path)
@@ -59,6 +60,13 @@ def test_load_encoder_from_training_checkpoint(trained_san, tmp_path, prefix):
     x = torch.randn(2, 3, 64, 32)
     with torch.no_grad():
         assert torch.equal(encoder(x), trained_san(x))
+
+
+def test_strip_prefixes_of_wrappers_nested_in_any_order():
+    state = {"module._orig_mod.a": 1, "_orig_mod.module.b": 2, "c": 3, "x.module.d": 4}
+    assert strip_prefixes(state) == {"a": 1, "b": 2, "c": 3, "x.module.d": 4}
+    assert list(strip_prefixes({"backbone.conv1": 5}, ("module.", "backbone."))) == ["conv1"]
+    assert list(state) == ["module._orig_mod.a", "_orig_mod.module.b", "c", "x.module.d"]  # a copy
 
 
 def test_save_encoder_accepts_the_encoder_alone(trained_san, tmp_path):

@@ -10,10 +10,12 @@ kill never leaves a half-written ``last.pt``.
 
 import logging
 import random
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 from densepose_textures.errors import InputError
 from densepose_textures.storage import AtomicWrite
@@ -45,10 +47,22 @@ def set_rng_state(state):
     random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
 
 
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DDP's and torch.compile's key prefixes
+
+
 def bare_model(model):
     """The module under DDP and torch.compile wrappers (its state dict keys carry no prefixes)."""
     model = getattr(model, "module", model)
     return getattr(model, "_orig_mod", model)
+
+
+def strip_prefixes(state, prefixes=WRAPPER_PREFIXES):
+    """A copy of state dict ``state`` whose keys lose ``prefixes``, nested in any order."""
+    state = OrderedDict(state)
+    for _ in prefixes:  # one pass per prefix: "module._orig_mod." and "_orig_mod.module." alike
+        for prefix in prefixes:
+            consume_prefix_in_state_dict_if_present(state, prefix)
+    return state
 
 
 def save_checkpoint(path, *, model, model_args, preprocess, optim, sampler, epoch, run, world_size=1):

@@ -16,12 +16,12 @@ import torch
 from densepose_textures.errors import InputError
 from densepose_textures.storage import AtomicWrite
 
+from .checkpoint import bare_model, strip_prefixes
 from .model import SAN
 
 log = logging.getLogger(__name__)
 
 PREPROCESS_KEYS = ("height", "width", "mean", "std")
-_WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DDP and torch.compile wrappers
 
 
 def check_preprocess(preprocess, where="preprocess"):
@@ -42,26 +42,12 @@ def _model_args(model):
     return dict(args)
 
 
-def _strip_wrappers(state):
-    def strip(key):
-        changed = True
-        while changed:
-            changed = False
-            for prefix in _WRAPPER_PREFIXES:
-                if key.startswith(prefix):
-                    key, changed = key[len(prefix):], True
-        return key
-
-    return {strip(k): v for k, v in state.items()}
-
-
 def save_encoder(model_or_encoder, preprocess, path, onnx=False):
     """Write the inference encoder of a SAN (or the SAN's ``encoder``) to ``path``; also ``.onnx`` if asked.
 
     Returns the list of written paths.
     """
-    model = getattr(model_or_encoder, "module", model_or_encoder)  # DDP
-    model = getattr(model, "_orig_mod", model)  # torch.compile
+    model = bare_model(model_or_encoder)
     encoder = getattr(model, "encoder", model)
     args = dict(_model_args(encoder), texture_size=None)
     state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
@@ -104,9 +90,9 @@ def load_encoder(path, device="cpu"):
         raise InputError(f"{path} is neither an exported model nor a training checkpoint "
                          "(expected a dict with model_args, preprocess and encoder or model)")
     if "encoder" in record:
-        state = _strip_wrappers(record["encoder"])
+        state = strip_prefixes(record["encoder"])
     elif "model" in record:
-        state = {k[len("encoder."):]: v for k, v in _strip_wrappers(record["model"]).items()
+        state = {k[len("encoder."):]: v for k, v in strip_prefixes(record["model"]).items()
                  if k.startswith("encoder.")}
         if not state:
             raise InputError(f"{path}: the checkpoint's model state holds no encoder.* weights")

@@ -16,6 +16,8 @@ from torch import nn
 
 from densepose_textures.errors import InputError
 
+from ..checkpoint import strip_prefixes
+
 log = logging.getLogger(__name__)
 
 
@@ -167,8 +169,7 @@ def _unwrap(state, path):
             state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(f"{path} does not hold a state dict of tensors; expected torchvision ImageNet ResNet weights")
-    prefixes = ("module.", "backbone.")
-    return {next((k[len(p):] for p in prefixes if k.startswith(p)), k): v for k, v in state.items()}
+    return strip_prefixes(state, ("module.", "backbone."))
 
 
 def load_pretrained(backbone, path, strict=True):
