@@ -4,7 +4,8 @@ Steps, in order (codes of :class:`densepose_textures.provenance.Provenance`); ob
 (code 0) are never changed:
 
 1. mirror: an unseen texel takes the colour of its left/right mirror texel when that was
-   observed (the exact map when given, else DESIGN.md's approximation);
+   observed (through the mirror map the caller gives: DensePose's exact one, the synthetic
+   body's, or DESIGN.md's approximation ``MirrorMap.approximate()``; None skips mirroring);
 2. in-part: what is still empty inside a part that has any colour is filled from the
    part's nearest known texels (``nearest``: Euclidean distance transform, the default;
    ``pushpull``: mask-weighted pyramid; ``telea``: OpenCV's Telea inpainting);
@@ -41,12 +42,10 @@ def _part_copy_index(partner, size):
 
 
 def mirror_index_of(mirror, size):
-    """The (24 P P,) flat mirror texel index for ``mirror``: a MirrorMap, an index array, None
-    (the approximation) or False (no mirroring)."""
-    if mirror is False:
-        return None
+    """The (24 P P,) flat mirror texel index for ``mirror`` (a MirrorMap or a (24, P, P) index
+    array); None for None (no mirroring)."""
     if mirror is None:
-        mirror = MirrorMap.approximate()
+        return None
     index = mirror.texel_index(size) if isinstance(mirror, MirrorMap) else np.asarray(mirror, dtype=np.int64)
     if index.shape != (NUM_PARTS, size, size):
         raise ValueError(f"mirror index must be (24, {size}, {size}), got {index.shape}")
@@ -136,11 +135,11 @@ def _fill_in_part(texture, known, provenance, method, size):
     slabs[partial] = True
 
 
-def fill_atlases(textures, observed, mirror=None, method="nearest"):
+def fill_atlases(textures, observed, mirror, method="nearest"):
     """Fill a batch: textures (B, 24, P, P, 3) uint8, observed (B, 24, P, P) -> (textures, provenance).
 
-    ``mirror``: a :class:`MirrorMap`, a (24, P, P) mirror texel index, None (the approximation)
-    or False (skip mirroring). ``method``: the in-part fill, one of :data:`FILL_METHODS`.
+    ``mirror``: a :class:`MirrorMap`, a (24, P, P) mirror texel index, or None (no mirroring).
+    ``method``: the in-part fill, one of :data:`FILL_METHODS`.
     """
     if method not in FILL_METHODS:
         raise ValueError(f"unknown fill method {method!r}; choose one of {', '.join(FILL_METHODS)}")
@@ -187,7 +186,7 @@ def fill_atlases(textures, observed, mirror=None, method="nearest"):
     return texture.reshape(textures.shape), provenance.reshape(observed.shape)
 
 
-def fill_atlas(texture, observed, mirror=None, method="nearest"):
+def fill_atlas(texture, observed, mirror, method="nearest"):
     """Fill one atlas (24, P, P, 3) with its observed mask (24, P, P) -> (texture, provenance)."""
     filled, provenance = fill_atlases(np.asarray(texture)[None], np.asarray(observed)[None], mirror, method)
     return filled[0], provenance[0]

@@ -80,7 +80,7 @@ def measure_quality(texture_set, truth, methods=None, limit=None, batch_size=64)
     ``step``, ``share`` (of the person texels), ``mae`` and ``psnr`` (8-bit scale), ``texels``.
     """
     size = texture_set.size
-    mirror = texture_set.mirror_index if texture_set.attrs.get("mirror", True) else False
+    mirror = texture_set.mirror_index if texture_set.attrs.get("mirror", True) else None
     labels = [f"{texture_set.attrs.get('fill', '?')} (as stored)"] if methods is None else list(methods)
     tallies = {label: _Tally() for label in labels}
     resampled = {}

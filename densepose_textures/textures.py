@@ -112,7 +112,7 @@ def build_chunk(store_path, image_root, indices, keys, size, splat, fill, mirror
         images.append(image)
         iuvs.append(resize_iuv(store.read(i), image.shape[:2]))
     texture, observed = images_to_atlas(images, iuvs, size, splat)
-    texture, provenance = fill_atlases(texture, observed, False if mirror_index is None else mirror_index, fill)
+    texture, provenance = fill_atlases(texture, observed, mirror_index, fill)
     return indices, texture, observed.astype(np.uint8), provenance
 
 
