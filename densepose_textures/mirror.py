@@ -70,23 +70,6 @@ class MirrorMap:
             raise InputError(f"{path} is not a DensePose UV_symmetry_transforms.mat ({err})") from err
         return cls.from_tables(u, v, "densepose-mat")
 
-    @classmethod
-    def load(cls, path=None):
-        """The map of ``path`` (a .mat file) if given, else the approximation."""
-        return cls.from_mat(path) if path else cls.approximate()
-
-    def to_mat(self, path):
-        """Write the tables in DensePose's .mat form (1 x 24 cell arrays)."""
-        from scipy.io import savemat
-
-        cells = {}
-        for name, table in (("U_transforms", self.u), ("V_transforms", self.v)):
-            cell = np.empty((1, NUM_PARTS), dtype=object)
-            for i in range(NUM_PARTS):
-                cell[0, i] = table[i].astype(np.float64)
-            cells[name] = cell
-        savemat(path, cells)
-
     def digest(self):
         return array_digest(self.u, self.v)
 

@@ -1,18 +1,9 @@
-"""DensePose's 24 body-part charts: names and left/right mirror pairs (index I, 0 = background)."""
+"""DensePose's 24 body-part charts and their left/right mirror pairs (index I, 0 = background;
+the parts' names are in DESIGN.md's table)."""
 
 import numpy as np
 
 NUM_PARTS = 24
-
-PART_NAMES = (
-    "background",
-    "torso back", "torso front", "right hand", "left hand", "left foot", "right foot",
-    "upper leg right back", "upper leg left back", "upper leg right front", "upper leg left front",
-    "lower leg right back", "lower leg left back", "lower leg right front", "lower leg left front",
-    "upper arm left inside", "upper arm right inside", "upper arm left outside", "upper arm right outside",
-    "lower arm left inside", "lower arm right inside", "lower arm left outside", "lower arm right outside",
-    "head right", "head left",
-)
 
 # MIRROR_PART[I] is the part that I becomes when the person is mirrored left/right.
 MIRROR_PART = np.array(

@@ -51,9 +51,9 @@ def test_market1501_counts_relabel_junk_distractors(tmp_path):
     root = make_market(tmp_path / "market1501")
     ds = datasets.load("market1501", root)
     assert ds.name == "market1501" and ds.root == root
-    assert (ds.num_train_pids, ds.num_train_imgs, ds.num_train_cams) == (3, 4, 4)
-    assert (ds.num_query_pids, ds.num_query_imgs, ds.num_query_cams) == (4, 4, 3)
-    assert (ds.num_gallery_pids, ds.num_gallery_imgs, ds.num_gallery_cams) == (4, 5, 4)
+    assert ds.stats("train") == (3, 4, 4)
+    assert ds.stats("query") == (4, 4, 3)
+    assert ds.stats("gallery") == (4, 5, 4)
     assert sorted(ds.train) == [
         ("bounding_box_train/0002_c1s1_000451_03.jpg", 0, 0),
         ("bounding_box_train/0002_c2s1_000301_01.jpg", 0, 1),
@@ -72,7 +72,7 @@ def test_market1501_found_one_level_down(tmp_path):
     make_market(tmp_path / "market1501" / "Market-1501-v15.09.15")
     ds = datasets.load("market1501", tmp_path / "market1501")
     assert ds.root == tmp_path / "market1501" / "Market-1501-v15.09.15"
-    assert ds.num_train_imgs == 4
+    assert len(ds.train) == 4
 
 
 def test_unmatched_queries_and_same_camera_rule(tmp_path):
@@ -164,7 +164,7 @@ def test_dukemtmcreid_nested_eight_cameras(tmp_path):
         ("bounding_box_train/0005_c8_f0000011.jpg", 1, 7),
     ]
     assert sorted(ds.query) == [("query/0011_c1_f0057706.jpg", 11, 0), ("query/0012_c7_f0000123.jpg", 12, 6)]
-    assert (ds.num_gallery_pids, ds.num_gallery_imgs, ds.num_gallery_cams) == (3, 4, 4)
+    assert ds.stats("gallery") == (3, 4, 4)
 
 
 def test_duke_camera_out_of_range(tmp_path):
@@ -178,7 +178,7 @@ def test_occluded_duke_own_folder(tmp_path):
     touch_tree(tmp_path / "occluded_duke" / "Occluded_Duke", DUKE)
     ds = datasets.load("occluded_duke", tmp_path / "occluded_duke")
     assert ds.name == "occluded_duke" and ds.root.name == "Occluded_Duke"
-    assert (ds.num_train_pids, ds.num_train_imgs, ds.num_query_imgs, ds.num_gallery_imgs) == (2, 3, 2, 4)
+    assert (ds.stats("train")[0], len(ds.train), len(ds.query), len(ds.gallery)) == (2, 3, 2, 4)
 
 
 def test_partial_reid_test_only(tmp_path):
@@ -190,7 +190,7 @@ def test_partial_reid_test_only(tmp_path):
     assert ds.root == root and ds.train == []
     assert ds.query == [("partial_body_images/001_01.jpg", 1, 0), ("partial_body_images/001_02.jpg", 1, 0),
                         ("partial_body_images/002_01.jpg", 2, 0)]
-    assert {cam for _, _, cam in ds.gallery} == {1} and ds.num_gallery_imgs == 3
+    assert {cam for _, _, cam in ds.gallery} == {1} and len(ds.gallery) == 3
     assert ds.unmatched_queries() == ([], [])
 
 
@@ -268,9 +268,9 @@ def test_custom_csv_missing_image_and_header(tmp_path):
 def test_synth_reads_the_renderer_output(synth_root):
     """The bundled renderer's tree (conftest: 8 ids x 4 images, 3 cameras) through the synth reader."""
     ds = datasets.load("synth", synth_root)
-    assert (ds.num_train_pids, ds.num_train_imgs, ds.num_train_cams) == (4, 16, 3)
+    assert ds.stats("train") == (4, 16, 3)
     assert ids(ds.train) == [0, 1, 2, 3]
     assert ids(ds.query) == ids(ds.gallery) and len(ids(ds.query)) == 4
-    assert ds.num_query_imgs + ds.num_gallery_imgs == 16
+    assert len(ds.query) + len(ds.gallery) == 16
     assert ds.unmatched_queries() == ([], [])
     assert all((synth_root / path).is_file() for split in datasets.SPLITS for path, _, _ in ds.split(split))

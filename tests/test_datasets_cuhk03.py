@@ -97,7 +97,7 @@ def test_prepare_nested_folder_matches_reader(tmp_path):
     counts = datasets.prepare_cuhk03(tmp_path, variants=("detected",))
     assert counts["detected"][2] == tmp_path / "cuhk03" / "images_detected"
     write_protocol(tmp_path / "cuhk03", "detected")
-    assert datasets.load("cuhk03_detected", tmp_path).num_train_imgs == 24
+    assert len(datasets.load("cuhk03_detected", tmp_path).train) == 24
 
 
 def write_protocol(root, variant):
@@ -127,7 +127,7 @@ def test_protocol_reader(prepared, name, options, variant):
     write_protocol(root, variant)
     ds = datasets.load(name, root, **options)
     assert ds.name == f"cuhk03_{variant}" and ds.root == root
-    assert (ds.num_train_pids, ds.num_train_imgs, ds.num_train_cams) == (3, 24, 2)
+    assert ds.stats("train") == (3, 24, 2)
     assert sorted({pid for _, pid, _ in ds.train}) == [0, 1, 2]
     assert ("images_%s/1_003_2_07.png" % variant, 2, 1) in ds.train
     assert ds.query == [(f"images_{variant}/2_001_1_01.png", 201, 0), (f"images_{variant}/2_001_2_06.png", 201, 1),

@@ -42,7 +42,7 @@ def test_msmt17_versions(tmp_path, version, train_dir, test_dir):
     # pid 0 is a real person in MSMT17: kept in query and gallery
     assert ds.query == [(f"{test_dir}/0000/0000_000_01_0303morning_0008_0.jpg", 0, 0),
                         (f"{test_dir}/0002/0002_001_10_0302noon_0100_0.jpg", 2, 9)]
-    assert (ds.num_gallery_pids, ds.num_gallery_imgs, ds.num_gallery_cams) == (3, 3, 3)
+    assert ds.stats("gallery") == (3, 3, 3)
     no_id, same_camera = ds.unmatched_queries()
     assert no_id == [] and [pid for _, pid, _ in same_camera] == [2]
 
@@ -50,7 +50,7 @@ def test_msmt17_versions(tmp_path, version, train_dir, test_dir):
 def test_msmt17_train_val(tmp_path):
     make_msmt17(tmp_path / "msmt17", "train", "test")
     ds = datasets.load("msmt17", tmp_path / "msmt17", train_val=True)
-    assert (ds.num_train_pids, ds.num_train_imgs) == (3, 4)
+    assert (ds.stats("train")[0], len(ds.train)) == (3, 4)
     assert ds.train[-1] == ("train/0007/0007_000_02_0303morning_0230_0.jpg", 2, 1)
 
 

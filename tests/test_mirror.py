@@ -33,10 +33,23 @@ def test_flip_atlas_swaps_mirror_parts_numpy_and_torch():
     np.testing.assert_array_equal(m.flip_atlas(torch.from_numpy(texture)[None])[0].numpy(), flipped)
 
 
+def write_mat(path, u, v):
+    """Tables in DensePose's .mat form: 1 x 24 cell arrays ``U_transforms``, ``V_transforms``."""
+    from scipy.io import savemat
+
+    cells = {}
+    for name, table in (("U_transforms", u), ("V_transforms", v)):
+        cell = np.empty((1, 24), dtype=object)
+        for i in range(24):
+            cell[0, i] = table[i].astype(np.float64)
+        cells[name] = cell
+    savemat(path, cells)
+
+
 def test_mat_round_trip(tmp_path):
     m = MirrorMap.approximate()
     path = tmp_path / "UV_symmetry_transforms.mat"
-    m.to_mat(path)
+    write_mat(path, m.u, m.v)
     loaded = MirrorMap.from_mat(path)
     assert loaded.exact and loaded.source == "densepose-mat"
     np.testing.assert_allclose(loaded.u, m.u)

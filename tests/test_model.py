@@ -12,7 +12,7 @@ BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
 # torchvision.models.resnet18().state_dict() key names, in order, written out from its architecture:
 # conv1/bn1, four layers of two BasicBlocks (conv1, bn1, conv2, bn2), a 1x1 downsample (conv, BN)
-# on the first block of layers 2-4, then fc.
+# on the first block of layers 2-4, then fc (the ImageNet classifier, which a trunk has not).
 TORCHVISION_RESNET18_KEYS = """
 conv1.weight bn1.*
 layer1.0.conv1.weight layer1.0.bn1.* layer1.0.conv2.weight layer1.0.bn2.*
@@ -38,16 +38,16 @@ def expected_resnet18_keys():
 
 
 def test_resnet18_state_dict_keys_are_torchvisions():
-    assert list(resnet18(num_classes=1000).state_dict()) == expected_resnet18_keys()
+    assert list(resnet18().state_dict()) + ["fc.weight", "fc.bias"] == expected_resnet18_keys()
 
 
 def test_parameter_counts_match_torchvision():
-    # torchvision's published sizes: resnet18 11,689,512 and resnet50 25,557,032 parameters
-    assert sum(p.numel() for p in resnet18(num_classes=1000).parameters()) == 11_689_512
-    r50 = resnet50(num_classes=1000)
-    assert sum(p.numel() for p in r50.parameters()) == 25_557_032
+    # torchvision's published sizes: resnet18 11,689,512 and resnet50 25,557,032 parameters, with fc
+    assert sum(p.numel() for p in resnet18().parameters()) + 512 * 1000 + 1000 == 11_689_512
+    r50 = resnet50()
+    assert sum(p.numel() for p in r50.parameters()) + 2048 * 1000 + 1000 == 25_557_032
     keys = r50.state_dict()
-    assert len(keys) == 320
+    assert len(keys) == 320 - 2  # torchvision's 320 less fc.weight and fc.bias
     assert keys["layer1.0.downsample.0.weight"].shape == (256, 64, 1, 1)
     assert keys["layer4.2.conv3.weight"].shape == (2048, 512, 1, 1)
     assert keys["layer3.5.bn2.running_var"].shape == (256,)
@@ -99,13 +99,10 @@ def test_baseline_has_no_decoder_and_bnneck_features():
         pooled = model.encoder.backbone(x).mean((2, 3))
         expected = model.encoder.head.bottleneck(pooled)
         assert torch.allclose(model(x), expected)
-    with pytest.raises(InputError, match="no decoder"):
-        model.predict_texture(x)
 
 
-def test_predict_texture_in_eval_mode_and_model_args_rebuild():
+def test_model_args_rebuild_the_model():
     model = SAN(num_classes=4, backbone="resnet18", texture_size=8).eval()
-    assert model.predict_texture(torch.randn(1, 3, 64, 32)).shape == (1, 3, 48, 32)
     rebuilt = SAN(**model.model_args)
     assert rebuilt.state_dict().keys() == model.state_dict().keys()
 
@@ -134,8 +131,9 @@ def test_bad_settings_raise_input_error():
 
 def test_load_pretrained_ignores_fc_and_reports(tmp_path):
     torch.manual_seed(1)
-    source = resnet18(num_classes=1000)
+    source = resnet18()
     state = source.state_dict()
+    state.update({"fc.weight": torch.zeros(1000, 512), "fc.bias": torch.zeros(1000)})  # torchvision's classifier
     state.pop("bn1.num_batches_tracked")  # old torchvision files lack these
     state["extra.weight"] = torch.zeros(1)
     path = tmp_path / "resnet18-imagenet.pth"
@@ -151,7 +149,7 @@ def test_load_pretrained_ignores_fc_and_reports(tmp_path):
 
 def test_load_pretrained_wrong_backbone_or_file(tmp_path):
     path = tmp_path / "r50.pth"
-    torch.save(resnet50(num_classes=1000).state_dict(), path)
+    torch.save(resnet50().state_dict(), path)
     with pytest.raises(InputError, match="resnet18 vs resnet50"):
         load_pretrained(resnet18(), path)
     report = load_pretrained(resnet18(), path, strict=False)

@@ -91,7 +91,7 @@ def test_dataset_layout_and_contract(synth_root):
     import pipeline.datasets as datasets
 
     ds = datasets.load("synth", synth_root)
-    assert ds.num_train_pids == 4 and ds.num_train_imgs == 16
+    assert ds.stats("train")[0] == 4 and len(ds.train) == 16
     assert len(ds.query) + len(ds.gallery) == 16
     gallery = {(pid, cam) for _, pid, cam in ds.gallery}
     for _, pid, cam in ds.query:

@@ -43,16 +43,6 @@ class ReidDataset:
         items = self.split(split)
         return len({pid for _, pid, _ in items}), len(items), len({cam for _, _, cam in items})
 
-    num_train_pids = property(lambda self: self.stats("train")[0])
-    num_train_imgs = property(lambda self: len(self.train))
-    num_train_cams = property(lambda self: self.stats("train")[2])
-    num_query_pids = property(lambda self: self.stats("query")[0])
-    num_query_imgs = property(lambda self: len(self.query))
-    num_query_cams = property(lambda self: self.stats("query")[2])
-    num_gallery_pids = property(lambda self: self.stats("gallery")[0])
-    num_gallery_imgs = property(lambda self: len(self.gallery))
-    num_gallery_cams = property(lambda self: self.stats("gallery")[2])
-
     def unmatched_queries(self):
         """Query items with no valid gallery match under the standard protocol.
 

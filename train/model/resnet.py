@@ -1,8 +1,8 @@
 """ResNet-18/50 (He et al. 2016) with torchvision's state-dict key names.
 
-The names (``conv1``, ``bn1``, ``layer1.0.conv1``, ``layer1.0.downsample.0``,
-``fc``, ...) match torchvision's, so ImageNet weights downloaded from
-torchvision load with :func:`load_pretrained` (``fc`` is ignored). The stride of
+The names (``conv1``, ``bn1``, ``layer1.0.conv1``, ``layer1.0.downsample.0``, ...)
+match torchvision's, so ImageNet weights downloaded from torchvision load with
+:func:`load_pretrained` (their classifier ``fc`` is ignored: a trunk has none). The stride of
 ``layer4`` is an option: ``last_stride=1`` keeps a 256x128 input at a 16x8 map,
 as reID models do. torchvision itself is never imported.
 """
@@ -73,9 +73,9 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    """A ResNet trunk. ``forward_stages`` gives the four stage maps; ``fc`` exists only with ``num_classes``."""
+    """A ResNet trunk: ``forward`` gives the layer4 map, ``forward_stages`` the four stage maps."""
 
-    def __init__(self, block, layers, last_stride=2, num_classes=None):
+    def __init__(self, block, layers, last_stride=2):
         super().__init__()
         if last_stride not in (1, 2):
             raise InputError(f"model.last_stride must be 1 or 2, got {last_stride!r}")
@@ -90,7 +90,6 @@ class ResNet(nn.Module):
         self.layer4 = self._make_layer(block, 512, layers[3], stride=last_stride)
         self.stage_channels = tuple(c * block.expansion for c in (64, 128, 256, 512))
         self.out_channels = self.stage_channels[-1]
-        self.fc = nn.Linear(self.out_channels, num_classes) if num_classes else None
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -119,19 +118,15 @@ class ResNet(nn.Module):
         return [c1, c2, c3, c4]
 
     def forward(self, x):
-        """The layer4 map, or ImageNet logits when the model has ``fc``."""
-        x = self.forward_stages(x)[-1]
-        if self.fc is None:
-            return x
-        return self.fc(torch.flatten(x.mean((2, 3)), 1))
+        return self.forward_stages(x)[-1]
 
 
-def resnet18(last_stride=2, num_classes=None):
-    return ResNet(BasicBlock, [2, 2, 2, 2], last_stride, num_classes)
+def resnet18(last_stride=2):
+    return ResNet(BasicBlock, [2, 2, 2, 2], last_stride)
 
 
-def resnet50(last_stride=2, num_classes=None):
-    return ResNet(Bottleneck, [3, 4, 6, 3], last_stride, num_classes)
+def resnet50(last_stride=2):
+    return ResNet(Bottleneck, [3, 4, 6, 3], last_stride)
 
 
 BACKBONES = {"resnet18": resnet18, "resnet50": resnet50}

@@ -51,9 +51,3 @@ class SAN(nn.Module):
         if self.decoder is not None:
             out["texture"], out["dec_maps"] = self.decoder(stages)
         return out
-
-    def predict_texture(self, x):
-        """(B, 3, H, W) -> predicted atlas image (B, 3, 6P, 4P), trained towards [-1, 1] (no tanh); either mode."""
-        if self.decoder is None:
-            raise InputError("this model has no decoder (baseline variant): it predicts no texture")
-        return self.decoder(self.encoder.backbone.forward_stages(x))[0]
