@@ -8,8 +8,9 @@ Variants:
 ``baseline`` (encoder alone), ``san`` (faithful profile: two gradient sets, four optimisers),
 ``san-joint`` (one optimiser over the summed losses), and eval-mode inference of both.
 
-CPU: the CPU profile (ResNet-18, 128x64, 8 x 4 images, P = 32). GPU (only when CUDA is
-available): ResNet-50, 256x128, 16 x 4 images, P = 32, AMP bf16, channels_last.
+CPU: the CPU profile's sizes (ResNet-18, 128x64, 8 x 4 images, P = 32) at last stride 1, as this
+benchmark has always measured. GPU (only when CUDA is available): ResNet-50, last stride 1, 256x128,
+16 x 4 images, P = 32, AMP bf16, channels_last.
 Also the training samples/s of one DataLoader worker (image + texture target at 256x128, P = 32).
 The reference is the baseline measured in the same run; the last line holds the figures,
 ``san_over_baseline_step`` from the GPU when there is one, else from the CPU.
@@ -27,10 +28,10 @@ import time
 import torch
 
 CONFIGS = {
-    "cpu": dict(device="cpu", backbone="resnet18", size=(128, 64), batch=(8, 4), texture=32, amp="none",
-                channels_last=False),
-    "gpu": dict(device="cuda", backbone="resnet50", size=(256, 128), batch=(16, 4), texture=32, amp="bf16",
-                channels_last=True),
+    "cpu": dict(device="cpu", backbone="resnet18", last_stride=1, size=(128, 64), batch=(8, 4), texture=32,
+                amp="none", channels_last=False),
+    "gpu": dict(device="cuda", backbone="resnet50", last_stride=1, size=(256, 128), batch=(16, 4), texture=32,
+                amp="bf16", channels_last=True),
 }
 VARIANTS = ("baseline", "san", "san-joint")
 
@@ -46,7 +47,8 @@ def build(cfg, variant, device):
     torch.manual_seed(0)
     (h, w), (p, k), tex = cfg["size"], cfg["batch"], cfg["texture"]
     n = p * k
-    net = SAN(751, backbone=cfg["backbone"], texture_size=None if variant == "baseline" else tex).to(device)
+    net = SAN(751, backbone=cfg["backbone"], last_stride=cfg["last_stride"],
+              texture_size=None if variant == "baseline" else tex).to(device)
     if cfg["channels_last"]:
         net = net.to(memory_format=torch.channels_last)
     profile = "joint" if variant == "san-joint" else "faithful"

@@ -2,7 +2,8 @@
 
 Defaults are the CPU profile, so every command works from an empty directory.
 A ``params.yaml`` in the working directory (or ``--params FILE``) overrides them;
-command options override both (:func:`override`).
+command options override both (:func:`override`). The ``train`` and ``eval`` sections are
+:mod:`train.settings`' classes, whose defaults the library uses too.
 """
 
 from dataclasses import dataclass, field, fields, is_dataclass, replace
@@ -12,6 +13,7 @@ import typing
 import yaml
 
 from densepose_textures.errors import InputError
+from train.settings import EvalParams, TrainParams
 
 PARAMS_FILE = "params.yaml"
 
@@ -54,86 +56,6 @@ class TextureParams:
     chunk_size: int = 64  # images per parallel task
     jobs: int = 2
     parallel: str = "processes"  # processes | dask
-
-
-@dataclass
-class ModelParams:
-    backbone: str = "resnet18"  # resnet18 | resnet50
-    head: str = "embedding"  # embedding (SAN: Linear-BN-ReLU 512-d) | bnneck
-    embed_dim: int = 512
-    last_stride: int = 2  # CPU profile; the paper uses 1 (a 2x larger layer4 map)
-    pretrained: str = ""  # path to ImageNet weights in torchvision's key names
-
-
-@dataclass
-class DataParams:
-    height: int = 128
-    width: int = 64
-    ids_per_batch: int = 8  # P
-    images_per_id: int = 4  # K
-    workers: int = 2
-    flip: bool = True
-    resize_crop: float = 1.125  # random resize-crop factor
-    resize_crop_prob: float = 0.5  # share of images resize-cropped (the others are only resized), as torchreid
-    erasing: float = 0.5  # random erasing probability
-
-
-@dataclass
-class OptimParams:
-    profile: str = "joint"  # joint (one optimiser, weighted loss sum; CPU profile) | faithful (the paper's optimisers)
-    lr: float = 8e-4
-    weight_decay: float = 5e-4
-    amsgrad: bool = True
-    step_size: int = 15  # epochs between lr halvings (the paper: 40)
-    gamma: float = 0.5
-    warmup_epochs: int = 1
-    warmup_lr: float = 8e-6
-    warmup_factor: float = 1.259  # per-epoch multiplier during warm-up
-    texture_lr: float = 1e-5
-    texture_betas: tuple[float, float] = (0.5, 0.999)
-
-
-@dataclass
-class LossParams:
-    label_smoothing: float = 0.1
-    triplet_margin: float = 0.3
-    texture_weight: float = 1.0
-    tr_weight: float = 1.0  # Triplet ReID constraints on decoder maps
-    tr_margin: float = 0.3
-    provenance_weights: list[float] = field(default_factory=list)  # per fill step 0..4; empty: uniform
-
-
-@dataclass
-class TrainParams:
-    model: ModelParams = field(default_factory=ModelParams)
-    data: DataParams = field(default_factory=DataParams)
-    optim: OptimParams = field(default_factory=OptimParams)
-    loss: LossParams = field(default_factory=LossParams)
-    epochs: int = 20  # main epochs, after warm-up
-    seed: int = 0
-    device: str = "auto"
-    amp: str = "none"  # none | bf16 | fp16
-    channels_last: bool = False
-    compile: bool = False
-    checkpoint_every: int = 5
-    eval_every: int = 0  # test-split Rank-1/mAP (monitoring only) every N epochs; 0: at the end; -1: never
-    picture_every: int = 10
-
-
-@dataclass
-class EvalParams:
-    metric: str = "euclidean"  # euclidean | cosine
-    normalize: bool = True
-    flip: bool = True  # mean of image and mirrored-image features
-    rerank: bool = True
-    k1: int = 20
-    k2: int = 6
-    lambda_value: float = 0.3
-    max_rank: int = 50
-    hardest: int = 8  # rank-list pictures for the N hardest queries
-    batch_size: int = 128
-    workers: int = 2  # image-loading processes during feature extraction
-    device: str = "auto"  # auto | cpu | cuda
 
 
 @dataclass

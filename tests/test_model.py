@@ -56,7 +56,7 @@ def test_parameter_counts_match_torchvision():
 @pytest.mark.parametrize("backbone, channels", [("resnet18", (64, 128, 256, 512)), ("resnet50", (256, 512, 1024, 2048))])
 def test_san_map_shapes_at_256x128(backbone, channels):
     torch.manual_seed(0)
-    model = SAN(num_classes=7, backbone=backbone, texture_size=32)
+    model = SAN(num_classes=7, backbone=backbone, last_stride=1, texture_size=32)
     x = torch.randn(2, 3, 256, 128)
     with torch.no_grad():
         stages = model.encoder.backbone.forward_stages(x)

@@ -15,6 +15,7 @@ import numpy as np
 
 from densepose_textures.storage import write_text
 
+from ..settings import EvalParams
 from .distance import pairwise_distance
 from .metrics import evaluate_rank
 from .pictures import draw_rank_lists, hardest_queries, plot_cmc, top_gallery
@@ -30,11 +31,12 @@ def summary(result):
             "mINP": float(result["mINP"]), "num_valid_queries": int(result["num_valid_queries"])}
 
 
-def evaluate_features(qf, gf, query, gallery, out_dir, *, root=None, name="", metric="euclidean",
-                      normalize=True, rerank=True, k1=20, k2=6, lambda_value=0.3, max_rank=50, hardest=8,
+def evaluate_features(qf, gf, query, gallery, out_dir, *, root=None, name="", metric=EvalParams.metric,
+                      normalize=EvalParams.normalize, rerank=EvalParams.rerank, k1=EvalParams.k1, k2=EvalParams.k2,
+                      lambda_value=EvalParams.lambda_value, max_rank=EvalParams.max_rank, hardest=EvalParams.hardest,
                       device="cpu"):
     """Evaluate query/gallery features (``query``/``gallery``: ``(key, pid, camid)`` items) and write
-    the files of the module docstring; returns the metrics dict."""
+    the files of the module docstring; returns the metrics dict. Defaults: :class:`train.settings.EvalParams`."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     labels = [np.array([item[i] for item in items], dtype=np.int64) for items in (query, gallery) for i in (1, 2)]

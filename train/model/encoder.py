@@ -63,9 +63,10 @@ HEADS = ("embedding", "bnneck")
 
 
 class Encoder(nn.Module):
-    """Backbone + head. ``forward(x)``: eval -> (B, D) features; train -> dict(feat, logits)."""
+    """Backbone + head (built by :class:`train.model.SAN`, which holds the defaults).
+    ``forward(x)``: eval -> (B, D) features; train -> dict(feat, logits)."""
 
-    def __init__(self, num_classes, backbone="resnet18", head="embedding", embed_dim=512, last_stride=1):
+    def __init__(self, num_classes, backbone, head, embed_dim, last_stride):
         super().__init__()
         self.model_args = dict(num_classes=num_classes, backbone=backbone, head=head, embed_dim=embed_dim,
                                last_stride=last_stride)

@@ -17,6 +17,7 @@ from torch import nn
 from densepose_textures.errors import InputError
 
 from ..checkpoint import strip_prefixes
+from ..settings import ModelParams
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class Bottleneck(nn.Module):
 class ResNet(nn.Module):
     """A ResNet trunk: ``forward`` gives the layer4 map, ``forward_stages`` the four stage maps."""
 
-    def __init__(self, block, layers, last_stride=2):
+    def __init__(self, block, layers, last_stride):
         super().__init__()
         if last_stride not in (1, 2):
             raise InputError(f"model.last_stride must be 1 or 2, got {last_stride!r}")
@@ -121,18 +122,18 @@ class ResNet(nn.Module):
         return self.forward_stages(x)[-1]
 
 
-def resnet18(last_stride=2):
+def resnet18(last_stride=ModelParams.last_stride):
     return ResNet(BasicBlock, [2, 2, 2, 2], last_stride)
 
 
-def resnet50(last_stride=2):
+def resnet50(last_stride=ModelParams.last_stride):
     return ResNet(Bottleneck, [3, 4, 6, 3], last_stride)
 
 
 BACKBONES = {"resnet18": resnet18, "resnet50": resnet50}
 
 
-def build_backbone(name, last_stride=1):
+def build_backbone(name, last_stride):
     if name not in BACKBONES:
         raise InputError(f"unknown backbone {name!r} (model.backbone); choose one of {', '.join(BACKBONES)}")
     return BACKBONES[name](last_stride=last_stride)

@@ -4,6 +4,7 @@ from torch import nn
 
 from densepose_textures.errors import InputError
 
+from ..settings import ModelParams
 from .decoder import Decoder
 from .encoder import Encoder
 from .resnet import load_pretrained
@@ -15,7 +16,7 @@ class SAN(nn.Module):
     ``texture_size=None`` builds no decoder (the ``baseline`` variant); otherwise
     ``texture_size`` is the atlas patch size P and the decoder predicts a
     (3, 6P, 4P) atlas image. ``pretrained`` is a path to torchvision ImageNet
-    weights for the backbone ("" for none).
+    weights for the backbone ("" for none). Defaults: :class:`train.settings.ModelParams`.
 
     ``forward(x)``: in train mode a dict with ``feat`` (B, D) triplet feature,
     ``logits`` (B, num_classes) and, with a decoder, ``texture`` (B, 3, 6P, 4P)
@@ -24,8 +25,9 @@ class SAN(nn.Module):
     (``SAN(**model.model_args)``) and goes into checkpoints.
     """
 
-    def __init__(self, num_classes, backbone="resnet18", head="embedding", embed_dim=512, last_stride=1,
-                 texture_size=None, pretrained=""):
+    def __init__(self, num_classes, backbone=ModelParams.backbone, head=ModelParams.head,
+                 embed_dim=ModelParams.embed_dim, last_stride=ModelParams.last_stride, texture_size=None,
+                 pretrained=ModelParams.pretrained):
         super().__init__()
         self.model_args = dict(num_classes=num_classes, backbone=backbone, head=head, embed_dim=embed_dim,
                                last_stride=last_stride, texture_size=texture_size)
