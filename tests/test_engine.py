@@ -10,7 +10,9 @@ from train.data import TrainImages, batch_to_device
 from train.export import load_encoder
 from train.model import SAN
 from train.objective import SANObjective
-from train.run import initial_model
+from pipeline.params import override
+from train.run import LogStats, Monitor, SaveCheckpoint, TexturePictures, due, initial_model, train_model
+from train.settings import TrainParams
 from train_fixtures import TRAIN_SETTINGS, synth_items, one_thread, train_set  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -86,3 +88,57 @@ def test_user_errors_are_clean(train_set, tmp_path):
     assert result.exit_code == 2 and "unknown optimisation profile" in result.output
     result = CliRunner().invoke(main, base + ["--variant", "baseline", "--set", "nope=1"])
     assert result.exit_code == 2 and "unknown setting" in result.output
+
+
+class RecordingLogger:
+    def __init__(self):
+        self.metrics, self.images = [], []
+
+    def log(self, metrics):
+        self.metrics.append(dict(metrics))
+
+    def image(self, name, array):
+        self.images.append((name, array.shape))
+
+
+def test_due_every_n_epochs_and_after_the_last():
+    assert [e for e in range(7) if due(e, 3, 7)] == [2, 5, 6]
+    assert [e for e in range(7) if due(e, 0, 7)] == [6]  # 0: only after the last epoch
+    assert [e for e in range(3) if due(e, 1, 3)] == [0, 1, 2]
+
+
+def test_end_of_epoch_callbacks(monkeypatch, tmp_path):
+    import train.run as run
+
+    logger = RecordingLogger()
+    saved = []
+    monkeypatch.setattr(run.ckpt, "save_checkpoint", lambda path, *, epoch, **state: saved.append((path, epoch, state)))
+    images = torch.zeros(3, 3, 16, 8)
+    batch = ({"images": images, "target": torch.zeros(3, 3, 12, 8), "mask": torch.ones(3, 1, 12, 8)},
+             torch.zeros(3, 3, 12, 8))
+    callbacks = [LogStats(logger), Monitor(lambda model: {"test/rank1": 0.5, "test/mAP": 0.25}, "net", logger, 2, 3),
+                 TexturePictures(tmp_path / "pictures", logger, 0, 3), SaveCheckpoint(tmp_path / "last.pt", 1, 3, run=1)]
+    for epoch in range(3):
+        for callback in callbacks:
+            callback(epoch, {"loss/id": float(epoch)}, batch)
+    assert logger.metrics == [{"loss/id": 0.0}, {"loss/id": 1.0}, {"test/rank1": 0.5, "test/mAP": 0.25},
+                              {"loss/id": 2.0}, {"test/rank1": 0.5, "test/mAP": 0.25}]
+    assert [p.name for p in (tmp_path / "pictures").iterdir()] == ["textures-epoch0003.png"]
+    assert [name for name, _ in logger.images] == ["textures.png"]
+    assert [(path.name, epoch, state) for path, epoch, state in saved] == [("last.pt", e, {"run": 1}) for e in (1, 2, 3)]
+    TexturePictures(tmp_path / "baseline", logger, 1, 3)(0, {}, (batch[0], None))  # no decoder: no picture
+    assert not (tmp_path / "baseline").exists()
+
+
+def test_the_library_trains_exactly_as_the_cli(train_set, tmp_path):
+    root, _ = train_set
+    settings = override(TrainParams(), TRAIN_SETTINGS + ["epochs=1", "optim.warmup_epochs=0", "eval_every=-1"])
+    dataset = synth_items(root)
+    direct = train_model(settings, variant="baseline", dataset=dataset, out_dir=tmp_path / "direct", progress=False)
+    result = CliRunner().invoke(main, ["train", "--dataset", "synth", "--root", str(root), "--variant", "baseline",
+                                       "--out", str(tmp_path / "cli")] + sets("epochs=1", "optim.warmup_epochs=0",
+                                                                             "eval_every=-1"))
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    a, b = (torch.load(p, map_location="cpu", weights_only=True) for p in (direct, tmp_path / "cli" / "last.pt"))
+    assert a["run"] == b["run"] and a["model_args"] == b["model_args"] and a["epoch"] == b["epoch"] == 1
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])

@@ -1,7 +1,7 @@
 """The training loop. It knows nothing about SAN: a module maps a prepared batch to
 ``(losses dict, visuals)``, an :class:`train.optim.Optimization` turns the losses into
-steps, and checkpointing, evaluation, pictures and logging are small pieces the
-caller runs at the end of each epoch.
+steps, and checkpointing, evaluation, pictures and logging are small callbacks the
+caller hands to :func:`fit`, run at the end of each epoch.
 """
 
 import contextlib
@@ -92,8 +92,9 @@ def train_epoch(module, loader, optim, prepare, *, device, amp="none", epoch=0, 
 
 
 def fit(module, loader, sampler, optim, prepare, *, start_epoch, total_epochs, device, amp="none", world_size=1,
-        main=True, progress=True, on_epoch_end=None):
-    """Epochs ``start_epoch`` .. ``total_epochs - 1``; ``on_epoch_end(epoch, stats, last)`` after each.
+        main=True, progress=True, callbacks=()):
+    """Epochs ``start_epoch`` .. ``total_epochs - 1``; after each, every ``callback(epoch, stats, last)`` in
+    order (``last``: the last batch's inputs and visuals), then all processes meet.
 
     ``main``: this process logs (rank 0); ``progress``: show a tqdm bar."""
     for epoch in range(start_epoch, total_epochs):
@@ -108,8 +109,9 @@ def fit(module, loader, sampler, optim, prepare, *, start_epoch, total_epochs, d
         if main:
             log.info("epoch %d/%d: %s, %.1f images/s", epoch + 1, total_epochs,
                      ", ".join(f"{k} {v:.4f}" for k, v in means.items()), rate)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, stats, last)
+        for callback in callbacks:
+            callback(epoch, stats, last)
+        barrier()
 
 
 class Logger:
@@ -132,7 +134,8 @@ class Logger:
         if self.live is not None:
             self.live.log_image(name, array)
 
-    def next_step(self):
+    def next_step(self, *_):
+        """Close the epoch's step (also usable as the last end-of-epoch callback)."""
         if self.live is not None:
             self.live.next_step()
 

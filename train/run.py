@@ -1,12 +1,16 @@
-"""One training run, from plain arguments: data, model, optimisers, loop, checkpoints, logs.
+"""One training run in named steps: data, model, optimisation, resume, objective, logging; then the
+loop (:func:`train.engine.fit`) with small end-of-epoch callbacks (log, monitor, pictures, checkpoint).
 
-``pipeline.commands.train`` reads the parameters and calls :func:`train_model`; nothing
-here knows about parameter files. Under ``torchrun`` every process calls it the same way.
+``sanreid train`` (the command the DVC pipeline runs) reads the parameters into a
+:class:`train.settings.TrainParams` and calls :func:`train_model`; nothing here knows about
+parameter files. Under ``torchrun`` every process calls it the same way.
 """
 
+import functools
 import json
 import logging
 import random
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,16 +22,18 @@ from densepose_textures.imageio import write_rgb
 
 from . import checkpoint as ckpt
 from .data import IMAGENET_MEAN, IMAGENET_STD, TrainImages, batch_to_device, make_loader
-from .engine import Logger, barrier, fit, setup_distributed
+from .engine import Logger, fit, setup_distributed
 from .model import SAN
 from .objective import SANObjective
 from .optim import Optimization
 from .sampler import IdentitySampler
+from .settings import EvalParams
 from .visual import texture_rows
 
 log = logging.getLogger(__name__)
 
 VARIANTS = ("baseline", "san")
+AMP_MODES = ("none", "bf16", "fp16")
 
 
 def seed_everything(seed):
@@ -47,8 +53,91 @@ def _plain(value):
     return json.loads(json.dumps(value))
 
 
-def make_evaluator(root, query, gallery, preprocess, *, device, metric="euclidean", normalize=True, flip=True,
-                   batch_size=128):
+# -- build steps --------------------------------------------------------------------------------
+
+def check_settings(settings, variant, textures):
+    """InputError for a run that cannot start: unknown variant or AMP mode, san without a texture set."""
+    if variant not in VARIANTS:
+        raise InputError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    if settings.amp not in AMP_MODES:
+        raise InputError(f"unknown amp mode {settings.amp!r}; choose none, bf16 or fp16")
+    if variant == "san" and textures is None:
+        raise InputError("the san variant needs a texture set (--textures, built by `sanreid gen-textures`)")
+
+
+@dataclass
+class TrainData:
+    """The training split as batches, and the preprocessing the trained model records."""
+
+    images: TrainImages
+    sampler: IdentitySampler
+    loader: torch.utils.data.DataLoader
+    preprocess: dict  # height, width, mean, std
+
+    @property
+    def num_classes(self):
+        return int(self.images.pids.max()) + 1
+
+
+def build_data(settings, root, items, textures, device, *, rank=0, world=1):
+    """Augmented images (with texture targets when ``textures`` is a set), the P x K sampler, the loader."""
+    d = settings.data
+    images = TrainImages(root, items, textures, seed=settings.seed, height=d.height, width=d.width, flip=d.flip,
+                         resize_crop=d.resize_crop, resize_crop_prob=d.resize_crop_prob, erasing=d.erasing)
+    sampler = IdentitySampler(images.pids, d.ids_per_batch, d.images_per_id, seed=settings.seed, rank=rank,
+                              world_size=world)
+    preprocess = {"height": d.height, "width": d.width, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+    return TrainData(images, sampler, make_loader(images, sampler, workers=d.workers, device=device), preprocess)
+
+
+def build_model(settings, data, device):
+    """The SAN on ``device``, its initial weights a function of the seed alone; a decoder when the data has targets."""
+    net = initial_model(settings.seed, num_classes=data.num_classes, texture_size=data.images.texture_size,
+                        **asdict(settings.model)).to(device)
+    return net.to(memory_format=torch.channels_last) if settings.channels_last else net
+
+
+def build_optimization(settings, net, device, world):
+    return Optimization(net, **asdict(settings.optim), amp=settings.amp, device=device, distributed=world > 1)
+
+
+def build_objective(settings, net, device, world):
+    """What the loop trains: SAN's objective over the (compiled) model, under DDP with several processes."""
+    objective = SANObjective(torch.compile(net) if settings.compile else net, **asdict(settings.loss)).to(device)
+    if world > 1:
+        return DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
+    return objective
+
+
+def run_record(settings, variant, data):
+    """The settings a checkpoint records and a resume must match (the number of loader workers may change)."""
+    data_settings = {k: v for k, v in asdict(settings.data).items() if k != "workers"}
+    textures = data.images.textures
+    return _plain({"variant": variant, "seed": settings.seed, "data": data_settings, "optim": asdict(settings.optim),
+                   "loss": asdict(settings.loss), "amp": settings.amp,
+                   "textures": textures.attrs.get("image_list_digest") if textures is not None else None})
+
+
+def resume_run(last, resume, *, model_args, run, model, optim, sampler, world, total_epochs, main=True):
+    """The number of epochs already done: those of ``last`` when resuming (refused when its settings differ), else 0."""
+    if resume and last.is_file():
+        record = ckpt.load_checkpoint(last)
+        ckpt.check_resumable(record, last, model_args=model_args, run=run)
+        start = ckpt.restore(record, model=model, optim=optim, sampler=sampler)
+        if record.get("world_size", 1) != world and main:
+            log.warning("%s was trained by %d process(es), this run has %d: it continues, but not bit for bit",
+                        last, record.get("world_size", 1), world)
+        log.info("resuming %s after epoch %d of %d", last, start, total_epochs)
+        return start
+    if resume:
+        log.info("--resume: no checkpoint at %s yet, starting from the beginning", last)
+    elif last.is_file() and main:
+        log.warning("starting afresh: %s will be overwritten (use --resume to continue it)", last)
+    return 0
+
+
+def make_evaluator(root, query, gallery, preprocess, *, device, metric=EvalParams.metric,
+                   normalize=EvalParams.normalize, flip=EvalParams.flip, batch_size=EvalParams.batch_size):
     """A function model -> {rank1, mAP} on the test split (for monitoring only: never select on it)."""
     from .evaluation import evaluate_rank
     from .evaluation.distance import pairwise_distance
@@ -72,105 +161,118 @@ def make_evaluator(root, query, gallery, preprocess, *, device, metric="euclidea
     return evaluate
 
 
-def train_model(*, root, train_items, out_dir, variant, model, data, optim, loss, epochs, textures=None,
-                query_items=(), gallery_items=(), evaluation=None, seed=0, device="auto", amp="none",
-                channels_last=False, compile=False, checkpoint_every=5, eval_every=0, picture_every=5,
-                resume=False, progress=True):
+# -- end-of-epoch callbacks: (epoch, stats, (inputs, visuals) of the last batch), on the main process ------
+
+def due(epoch, every, total_epochs):
+    """Whether a periodic task runs after ``epoch`` (0-based): every ``every`` epochs, and after the last."""
+    return epoch + 1 == total_epochs or (every > 0 and (epoch + 1) % every == 0)
+
+
+class LogStats:
+    """The epoch's mean losses, learning rates and images/s into dvclive."""
+
+    def __init__(self, logger):
+        self.logger = logger
+
+    def __call__(self, epoch, stats, last):
+        self.logger.log(stats)
+
+
+class Monitor:
+    """Test-split Rank-1 and mAP every ``every`` epochs and after the last: logged, never used to select."""
+
+    def __init__(self, evaluate, model, logger, every, total_epochs):
+        self.evaluate, self.model, self.logger = evaluate, model, logger
+        self.every, self.total_epochs = every, total_epochs
+
+    def __call__(self, epoch, stats, last):
+        if due(epoch, self.every, self.total_epochs):
+            scores = self.evaluate(self.model)
+            log.info("epoch %d: test split (monitoring only) rank-1 %.4f, mAP %.4f", epoch + 1,
+                     scores["test/rank1"], scores["test/mAP"])
+            self.logger.log(scores)
+
+
+class TexturePictures:
+    """Input | predicted atlas | target atlas of the epoch's last batch (san), as a PNG and in dvclive."""
+
+    def __init__(self, directory, logger, every, total_epochs):
+        self.directory, self.logger = Path(directory), logger
+        self.every, self.total_epochs = every, total_epochs
+
+    def __call__(self, epoch, stats, last):
+        inputs, predicted = last
+        if predicted is None or not due(epoch, self.every, self.total_epochs):
+            return
+        picture = texture_rows(inputs["images"], predicted, inputs["target"], inputs["mask"],
+                               mean=IMAGENET_MEAN, std=IMAGENET_STD)
+        write_rgb(self.directory / f"textures-epoch{epoch + 1:04d}.png", picture)
+        self.logger.image("textures.png", picture)
+
+
+class SaveCheckpoint:
+    """``last.pt`` every ``every`` epochs and after the last; ``state``: what :func:`train.checkpoint.save_checkpoint`
+    records besides the epoch."""
+
+    def __init__(self, path, every, total_epochs, **state):
+        self.path, self.every, self.total_epochs, self.state = path, every, total_epochs, state
+
+    def __call__(self, epoch, stats, last):
+        if due(epoch, self.every, self.total_epochs):
+            ckpt.save_checkpoint(self.path, epoch=epoch + 1, **self.state)
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+def train_model(settings, *, variant, dataset, out_dir, textures=None, evaluation=None, resume=False, progress=True):
     """Train ``variant`` (``baseline``: encoder alone; ``san``: encoder + texture decoder) and return ``last.pt``.
 
-    ``model``: SAN kwargs (backbone, head, embed_dim, last_stride, pretrained); ``data``: height, width,
-    ids_per_batch, images_per_id, workers, flip, resize_crop, resize_crop_prob, erasing; ``optim``: the
-    kwargs of :class:`train.optim.Optimization`; ``loss``: those of :class:`train.objective.SANObjective`;
-    ``epochs``: main epochs, after ``optim['warmup_epochs']``; ``evaluation``: metric, normalize, flip,
-    batch_size of the periodic test-split monitoring (``query_items`` and ``gallery_items``).
+    ``settings``: a :class:`train.settings.TrainParams`. ``dataset``: ``root`` and ``train``, ``query``,
+    ``gallery`` lists of ``(relative_path, pid, camid)``, train pids 0..N-1 (a ``pipeline.datasets``
+    dataset); query and gallery, when there are any, are monitored with ``evaluation`` (an
+    :class:`~train.settings.EvalParams`: metric, normalize, flip, batch_size). ``textures``: the
+    texture set of the san variant. ``out_dir`` receives ``last.pt``, ``dvclive/`` and ``pictures/``.
     """
-    if variant not in VARIANTS:
-        raise InputError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
-    if amp not in ("none", "bf16", "fp16"):
-        raise InputError(f"unknown amp mode {amp!r}; choose none, bf16 or fp16")
-    if variant == "san" and textures is None:
-        raise InputError("the san variant needs a texture set (--textures, built by `sanreid gen-textures`)")
+    check_settings(settings, variant, textures)
+    evaluation = evaluation or EvalParams()
     out_dir = Path(out_dir)
-    rank, world, device = setup_distributed(device)
-    main = rank == 0
-
-    dataset = TrainImages(root, train_items, textures if variant == "san" else None, seed=seed,
-                          height=data["height"], width=data["width"], flip=data["flip"],
-                          resize_crop=data["resize_crop"], resize_crop_prob=data["resize_crop_prob"],
-                          erasing=data["erasing"])
-    sampler = IdentitySampler(dataset.pids, data["ids_per_batch"], data["images_per_id"], seed=seed, rank=rank,
-                              world_size=world)
-    loader = make_loader(dataset, sampler, workers=data["workers"], device=device)
-    preprocess = {"height": data["height"], "width": data["width"], "mean": list(IMAGENET_MEAN),
-                  "std": list(IMAGENET_STD)}
-
-    num_classes = int(dataset.pids.max()) + 1
-    net = initial_model(seed, num_classes=num_classes, texture_size=dataset.texture_size, **model).to(device)
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    model_args = _plain(net.model_args)
-    optimization = Optimization(net, **optim, amp=amp, device=device, distributed=world > 1)
-    total_epochs = optim["warmup_epochs"] + epochs
-    run = _plain({"variant": variant, "seed": seed, "data": {k: v for k, v in data.items() if k != "workers"},
-                  "optim": optim, "loss": loss, "amp": amp,
-                  "textures": dataset.textures.attrs.get("image_list_digest") if variant == "san" else None})
-
     last = out_dir / ckpt.LAST
-    start_epoch = 0
-    if resume and last.is_file():
-        record = ckpt.load_checkpoint(last)
-        ckpt.check_resumable(record, last, model_args=model_args, run=run)
-        start_epoch = ckpt.restore(record, model=net, optim=optimization, sampler=sampler)
-        if record.get("world_size", 1) != world and main:
-            log.warning("%s was trained by %d process(es), this run has %d: it continues, but not bit for bit",
-                        last, record.get("world_size", 1), world)
-        log.info("resuming %s after epoch %d of %d", last, start_epoch, total_epochs)
-    elif resume:
-        log.info("--resume: no checkpoint at %s yet, starting from the beginning", last)
-    elif last.is_file() and main:
-        log.warning("starting afresh: %s will be overwritten (use --resume to continue it)", last)
+    rank, world, device = setup_distributed(settings.device)
+    main = rank == 0
+    total_epochs = settings.optim.warmup_epochs + settings.epochs
 
-    objective = SANObjective(torch.compile(net) if compile else net, **loss).to(device)
-    module = objective
-    if world > 1:
-        module = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
-    prepare = lambda batch: batch_to_device(batch, device, channels_last=channels_last)  # noqa: E731
+    data = build_data(settings, dataset.root, dataset.train, textures if variant == "san" else None, device,
+                      rank=rank, world=world)
+    net = build_model(settings, data, device)
+    model_args = _plain(net.model_args)
+    optimization = build_optimization(settings, net, device, world)
+    run = run_record(settings, variant, data)
+    start_epoch = resume_run(last, resume, model_args=model_args, run=run, model=net, optim=optimization,
+                             sampler=data.sampler, world=world, total_epochs=total_epochs, main=main)
+    module = build_objective(settings, net, device, world)
 
-    evaluate = None
-    if main and query_items and gallery_items and eval_every >= 0:
-        evaluate = make_evaluator(root, list(query_items), list(gallery_items), preprocess, device=device,
-                                  **(evaluation or {}))
     logger = Logger(out_dir / "dvclive", resume=resume and start_epoch > 0, step=start_epoch, enabled=main)
+    callbacks = []
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
-
-    def due(epoch, every):
-        return epoch + 1 == total_epochs or (every > 0 and (epoch + 1) % every == 0)
-
-    def on_epoch_end(epoch, stats, last_batch):
-        if main:
-            logger.log(stats)
-            if evaluate is not None and due(epoch, eval_every):
-                scores = evaluate(net)
-                log.info("epoch %d: test split (monitoring only) rank-1 %.4f, mAP %.4f", epoch + 1,
-                         scores["test/rank1"], scores["test/mAP"])
-                logger.log(scores)
-            inputs, predicted = last_batch
-            if predicted is not None and due(epoch, picture_every):
-                picture = texture_rows(inputs["images"], predicted, inputs["target"], inputs["mask"],
-                                       mean=IMAGENET_MEAN, std=IMAGENET_STD)
-                write_rgb(out_dir / "pictures" / f"textures-epoch{epoch + 1:04d}.png", picture)
-                logger.image("textures.png", picture)
-            if due(epoch, checkpoint_every):
-                ckpt.save_checkpoint(last, model=net, model_args=model_args, preprocess=preprocess,
-                                     optim=optimization, sampler=sampler, epoch=epoch + 1, run=run, world_size=world)
-            logger.next_step()
-        barrier()
-
+        callbacks.append(LogStats(logger))
+        if dataset.query and dataset.gallery and settings.eval_every >= 0:
+            evaluate = make_evaluator(dataset.root, list(dataset.query), list(dataset.gallery), data.preprocess,
+                                      device=device, metric=evaluation.metric, normalize=evaluation.normalize,
+                                      flip=evaluation.flip, batch_size=evaluation.batch_size)
+            callbacks.append(Monitor(evaluate, net, logger, settings.eval_every, total_epochs))
+        callbacks += [
+            TexturePictures(out_dir / "pictures", logger, settings.picture_every, total_epochs),
+            SaveCheckpoint(last, settings.checkpoint_every, total_epochs, model=net, model_args=model_args,
+                           preprocess=data.preprocess, optim=optimization, sampler=data.sampler, run=run,
+                           world_size=world),
+            logger.next_step,
+        ]
+    prepare = functools.partial(batch_to_device, device=device, channels_last=settings.channels_last)
     try:
-        fit(module, loader, sampler, optimization, prepare, start_epoch=start_epoch, total_epochs=total_epochs,
-            device=device, amp=amp, world_size=world, main=main, progress=progress and main,
-            on_epoch_end=on_epoch_end)
+        fit(module, data.loader, data.sampler, optimization, prepare, start_epoch=start_epoch,
+            total_epochs=total_epochs, device=device, amp=settings.amp, world_size=world, main=main,
+            progress=progress and main, callbacks=callbacks)
     finally:
         logger.end()
     if start_epoch >= total_epochs and main:

@@ -1,6 +1,5 @@
 """``sanreid train`` and ``sanreid export``."""
 
-from dataclasses import asdict
 import os
 from pathlib import Path
 
@@ -37,18 +36,8 @@ def train(dataset, root, textures, variant, epochs, out, resume, assignments):
     ds = datasets.load(dataset, root)
     if variant == "san" and textures is None:
         textures = paths.texture_set(ds.name)
-    out = out or paths.model_dir(ds.name, variant)
-    ev = params.eval
-    last = train_model(
-        root=ds.root, train_items=ds.train, query_items=ds.query, gallery_items=ds.gallery, out_dir=out,
-        variant=variant, textures=textures if variant == "san" else None,
-        model=asdict(settings.model), data=asdict(settings.data), optim=asdict(settings.optim),
-        loss=asdict(settings.loss), epochs=settings.epochs, seed=settings.seed, device=settings.device,
-        amp=settings.amp, channels_last=settings.channels_last, compile=settings.compile,
-        checkpoint_every=settings.checkpoint_every, eval_every=settings.eval_every,
-        picture_every=settings.picture_every, resume=resume,
-        evaluation=dict(metric=ev.metric, normalize=ev.normalize, flip=ev.flip, batch_size=ev.batch_size),
-    )
+    last = train_model(settings, variant=variant, dataset=ds, out_dir=out or paths.model_dir(ds.name, variant),
+                       textures=textures if variant == "san" else None, evaluation=params.eval, resume=resume)
     if os.environ.get("RANK", "0") == "0":
         click.echo(f"wrote {last}")
 
