@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from densepose_textures.errors import InputError
+from train.evaluation import rerank
 from train.evaluation.rerank import k_reciprocal
 
 
@@ -135,3 +136,100 @@ def test_float32_without_onednn(monkeypatch):
     qf, gf = clustered(9, 30, 150, noise=0.9)
     np.testing.assert_allclose(k_reciprocal(qf.astype(np.float32), gf.astype(np.float32)).numpy(),
                                reference_re_ranking(qf, gf, 20, 6, 0.3), atol=1e-5, rtol=0)
+
+
+# -- the neighbour search, function by function, against dense distances --------------------------------------
+
+def dense(feats):
+    """(N, N) squared Euclidean distances, computed the plain way."""
+    return ((feats[:, None] - feats[None]) ** 2).sum(-1)
+
+
+def neighbour_inputs(seed=11, n=40, dim=8):
+    feats = torch.from_numpy(np.random.default_rng(seed).standard_normal((n, dim)))
+    return feats, rerank.squared_norms(feats), dense(feats)
+
+
+def fresh_top(feats, k):
+    return rerank._TopK(len(feats), k, feats.dtype, feats.device)
+
+
+def test_block_is_the_squared_distance_block():
+    feats, sq, full = neighbour_inputs()
+    a, b = slice(3, 17), slice(20, 40)
+    torch.testing.assert_close(rerank._block(feats, sq, a, b, feats[b] * -2), full[a, b])
+
+
+def test_keep_query_gallery_copies_only_query_rows_and_gallery_columns():
+    feats, _, full = neighbour_inputs(n=30)
+    num_q = 12
+    kept = torch.full((num_q, 30 - num_q), torch.nan, dtype=feats.dtype)
+    panels = rerank._panels(30, 7)
+    for a in panels:
+        for b in panels:
+            rerank._keep_query_gallery(kept, num_q, a, b, full[a, b])
+    torch.testing.assert_close(kept, full[:num_q, num_q:])
+    untouched = torch.full((num_q, 30 - num_q), torch.nan, dtype=feats.dtype)
+    rerank._keep_query_gallery(untouched, num_q, slice(14, 21), slice(0, 7), full[14:21, 0:7])  # gallery x query
+    assert torch.isnan(untouched).all()
+
+
+@pytest.mark.parametrize("k", [3, 12])  # fewer and more than the panel's 9 items
+def test_own_panel_gives_each_row_its_top_k_within_the_panel(k):
+    feats, sq, full = neighbour_inputs()
+    top, a, num_q = fresh_top(feats, k), slice(9, 18), 12
+    kept = torch.full((num_q, 40 - num_q), torch.nan, dtype=feats.dtype)
+    rerank._own_panel(top, feats, sq, a, kept, num_q)
+    d, i = torch.topk(full[a, a], min(k, 9), dim=1, largest=False)
+    torch.testing.assert_close(top.d[a, :d.shape[1]], d)
+    assert torch.equal(top.i[a, :i.shape[1]], i + a.start)
+    assert torch.isinf(top.d[a, 9:]).all() and torch.isinf(top.d[:9]).all()  # other rows untouched
+    torch.testing.assert_close(top.row_max[a], full[a, a].amax(1))
+    torch.testing.assert_close(kept[9:12, 0:6], full[9:12, 12:18])
+
+
+def merged_with(top, rows, candidates, first_col):
+    """The expected top-k of ``rows`` after merging ``candidates`` (rows x columns from ``first_col``)."""
+    d = torch.cat([top.d[rows], candidates], 1)
+    i = torch.cat([top.i[rows], torch.arange(candidates.shape[1]).expand_as(candidates) + first_col], 1)
+    best, pick = torch.topk(d, top.k, dim=1, largest=False)
+    return best, torch.gather(i, 1, pick)
+
+
+@pytest.mark.parametrize("merge", [rerank._merge_topk, rerank._merge_below, rerank._merge])
+@pytest.mark.parametrize("dim", [1, 0])
+def test_merges_keep_the_k_smallest_of_the_running_top_k_and_a_block(merge, dim):
+    feats, sq, full = neighbour_inputs()
+    k, a, b = 5, slice(0, 20), slice(20, 40)
+    top = fresh_top(feats, k)
+    for panel in (a, b):
+        rerank._own_panel(top, feats, sq, panel, torch.empty(0, 40), 0)
+    rows, block, first_col = (a, full[a, b], b.start) if dim == 1 else (b, full[a, b], a.start)
+    expected_d, expected_i = merged_with(top, rows, block if dim == 1 else block.t(), first_col)
+    expected_max = torch.maximum(top.row_max[rows], full[rows, a if dim == 0 else b].amax(1))
+    assert merge(top, rows, block, first_col, dim) is not False
+    torch.testing.assert_close(top.d[rows], expected_d)
+    assert torch.equal(top.i[rows], expected_i)
+    torch.testing.assert_close(top.row_max[rows], expected_max)
+    full_top_d = torch.topk(full[rows], k, dim=1, largest=False).values  # both panels seen: the true top-k
+    torch.testing.assert_close(top.d[rows], full_top_d)
+
+
+def test_merge_below_declines_rows_without_a_k_th_distance_yet():
+    feats, _, full = neighbour_inputs()
+    top = fresh_top(feats, 5)
+    assert rerank._merge_below(top, slice(0, 20), full[:20, 20:], 20, 1) is False
+    assert torch.isinf(top.d).all() and torch.isinf(top.row_max).all()  # nothing done
+    rerank._merge(top, slice(0, 20), full[:20, 20:], 20, 1)  # the dispatcher falls back to the full top-k
+    torch.testing.assert_close(top.d[:20], torch.topk(full[:20, 20:], 5, dim=1, largest=False).values)
+
+
+@pytest.mark.parametrize("block_size", [40, 13, 4])
+def test_neighbours_are_the_dense_top_k(block_size):
+    feats, _, full = neighbour_inputs()
+    top_i, top_d, row_max, query_gallery = rerank._neighbours(feats, 15, 6, block_size)
+    expected_d, expected_i = torch.topk(full, 6, dim=1, largest=False)
+    torch.testing.assert_close(top_d, expected_d)
+    assert torch.equal(top_i, expected_i)
+    torch.testing.assert_close(row_max, full.amax(1))
+    torch.testing.assert_close(query_gallery, full[:15, 15:])

@@ -56,6 +56,98 @@ def _panels(n, block_size):
     return [slice(a, min(a + size, n)) for a in range(0, n, size)]
 
 
+class _TopK:
+    """The running k nearest of every row: ``d`` (N, k) ascending squared distances (inf: none yet),
+    ``i`` (N, k) their columns, ``row_max`` (N,) each row's largest distance seen so far."""
+
+    def __init__(self, n, k, dtype, device):
+        self.d = torch.full((n, k), torch.inf, dtype=dtype, device=device)
+        self.i = torch.zeros((n, k), dtype=torch.long, device=device)
+        self.row_max = torch.full((n,), -torch.inf, dtype=dtype, device=device)
+
+    @property
+    def k(self):
+        return self.d.shape[1]
+
+
+def _block(feats, sq, a, b, scaled_b):
+    """(Ba, Bb) squared Euclidean distances of rows ``a`` to rows ``b``; ``scaled_b`` is ``feats[b] * -2``."""
+    return matmul_nt(feats[a], scaled_b, sq[b]).add_(sq[a, None])
+
+
+def _keep_query_gallery(query_gallery, num_q, a, b, dist):
+    """Copy the (query, gallery) part of block ``dist`` (rows ``a``, columns ``b`` of all N) into ``query_gallery``."""
+    q_stop, g_start = min(a.stop, num_q), max(b.start, num_q)
+    if a.start < q_stop and g_start < b.stop:
+        query_gallery[a.start:q_stop, g_start - num_q:b.stop - num_q] = dist[:q_stop - a.start, g_start - b.start:]
+
+
+def _own_panel(top, feats, sq, a, query_gallery, num_q):
+    """Rows ``a``'s first top-k and row maxima, from their distances to the panel ``a`` itself (3/4 of
+    the product: the upper half's distances to the lower half are the lower half's, transposed)."""
+    mid = a.start + (a.stop - a.start) // 2
+    upper, lower = slice(a.start, mid), slice(mid, a.stop)
+    scaled = feats[a] * -2
+    lower_dist = _block(feats, sq, lower, a, scaled)
+    upper_dist = torch.cat([_block(feats, sq, upper, upper, scaled[:mid - a.start]),
+                            lower_dist[:, :mid - a.start].t()], 1)
+    for rows, dist in ((upper, upper_dist), (lower, lower_dist)):
+        _keep_query_gallery(query_gallery, num_q, rows, a, dist)
+        d, i = torch.topk(dist, min(top.k, dist.shape[1]), dim=1, largest=False, sorted=True)
+        top.d[rows, :d.shape[1]], top.i[rows, :d.shape[1]] = d, i + a.start
+        top.row_max[rows] = dist.amax(1)
+
+
+def _merge_topk(top, rows, dist, first_col, dim):
+    """Merge block ``dist`` into the top-k of ``rows``: of its rows (``dim`` 1, columns from ``first_col``)
+    or of its columns (``dim`` 0, rows from ``first_col``), by a top-k of the whole block."""
+    if dim == 0:  # top-k down the columns: of the transposed copy's rows (about 2x faster on CPU)
+        dist = dist.t().contiguous()
+    d, j = torch.topk(dist, min(top.k, dist.shape[1]), dim=1, largest=False, sorted=False)
+    d, pick = torch.topk(torch.cat([top.d[rows], d], 1), top.k, dim=1, largest=False, sorted=True)
+    top.i[rows] = torch.gather(torch.cat([top.i[rows], j + first_col], 1), 1, pick)
+    top.d[rows] = d
+    top.row_max[rows] = torch.maximum(top.row_max[rows], dist.amax(1))
+
+
+def _merge_below(top, rows, dist, first_col, dim):
+    """As :func:`_merge_topk` for CPU blocks, merging only the entries below each row's current k-th
+    distance (numpy: a compare and a flatnonzero, about 5x cheaper than a top-k of the block).
+    False, with nothing done, where a row has no k-th distance yet or more than 8k entries fall below."""
+    threshold = top.d[rows, -1].numpy()
+    if not np.isfinite(threshold).all():
+        return False
+    d = dist.numpy()
+    flat = np.flatnonzero(d < (threshold[:, None] if dim == 1 else threshold[None, :]))
+    r, c = np.divmod(flat, d.shape[1])
+    own, other = (r, c) if dim == 1 else (c, r)
+    counts = np.bincount(own, minlength=len(threshold))
+    width = int(counts.max()) if len(flat) else 0
+    if width > 8 * top.k:
+        return False
+    if width:
+        if dim == 0:  # candidates by row of the running top-k
+            order = np.argsort(own, kind="stable")
+            own, other, flat = own[order], other[order], flat[order]
+        offset = np.arange(len(own)) - (np.cumsum(counts) - counts)[own]
+        pad_d = np.full((len(threshold), width), np.inf, dtype=d.dtype)
+        pad_j = np.zeros((len(threshold), width), dtype=np.int64)
+        pad_d[own, offset] = d.reshape(-1)[flat]
+        pad_j[own, offset] = other + first_col
+        best, pick = torch.topk(torch.cat([top.d[rows], torch.from_numpy(pad_d)], 1), top.k, dim=1, largest=False,
+                                sorted=True)
+        top.i[rows] = torch.gather(torch.cat([top.i[rows], torch.from_numpy(pad_j)], 1), 1, pick)
+        top.d[rows] = best
+    top.row_max[rows] = torch.maximum(top.row_max[rows], dist.amax(dim))
+    return True
+
+
+def _merge(top, rows, dist, first_col, dim):
+    """Keep the k smallest of the running top-k of ``rows`` and block ``dist`` (see :func:`_merge_topk`)."""
+    if not (_on_numpy(dist) and _merge_below(top, rows, dist, first_col, dim)):
+        _merge_topk(top, rows, dist, first_col, dim)
+
+
 def _neighbours(feats, num_q, k, block_size):
     """Top-k nearest (ascending squared distance) of every item, each row's max, and the raw (Q, G) block.
 
@@ -65,90 +157,25 @@ def _neighbours(feats, num_q, k, block_size):
     """
     n = len(feats)
     sq = squared_norms(feats)
-    top_d = torch.full((n, k), torch.inf, dtype=feats.dtype, device=feats.device)
-    top_i = torch.zeros((n, k), dtype=torch.long, device=feats.device)
-    row_max = torch.full((n,), -torch.inf, dtype=feats.dtype, device=feats.device)
+    top = _TopK(n, k, feats.dtype, feats.device)
     query_gallery = torch.empty((num_q, n - num_q), dtype=feats.dtype, device=feats.device)
-
-    def merge(rows, dist, first_col, dim):  # keep the k smallest of the running top-k and a block's
-        if _on_numpy(dist) and _merge_below(rows, dist, first_col, dim):
-            return
-        if dim == 0:  # top-k down the columns: of the transposed copy's rows (about 2x faster on CPU)
-            dist, dim = dist.t().contiguous(), 1
-        d, j = torch.topk(dist, min(k, dist.shape[1]), dim=1, largest=False, sorted=False)
-        d, pick = torch.topk(torch.cat([top_d[rows], d], 1), k, dim=1, largest=False, sorted=True)
-        top_i[rows] = torch.gather(torch.cat([top_i[rows], j + first_col], 1), 1, pick)
-        top_d[rows] = d
-        row_max[rows] = torch.maximum(row_max[rows], dist.amax(1))
-
-    def _merge_below(rows, dist, first_col, dim):
-        """Merge only the block's entries below each row's current k-th distance (numpy: a compare and a
-        flatnonzero, about 5x cheaper than a top-k of the block); False (nothing done) where a row has
-        no k yet or more than 8k entries fall below."""
-        threshold = top_d[rows, -1].numpy()
-        if not np.isfinite(threshold).all():
-            return False
-        d = dist.numpy()
-        flat = np.flatnonzero(d < (threshold[:, None] if dim == 1 else threshold[None, :]))
-        r, c = np.divmod(flat, d.shape[1])
-        own, other = (r, c) if dim == 1 else (c, r)
-        counts = np.bincount(own, minlength=len(threshold))
-        width = int(counts.max()) if len(flat) else 0
-        if width > 8 * k:
-            return False
-        if width:
-            if dim == 0:  # candidates by row of the running top-k
-                order = np.argsort(own, kind="stable")
-                own, other, flat = own[order], other[order], flat[order]
-            offset = np.arange(len(own)) - (np.cumsum(counts) - counts)[own]
-            pad_d = np.full((len(threshold), width), np.inf, dtype=d.dtype)
-            pad_j = np.zeros((len(threshold), width), dtype=np.int64)
-            pad_d[own, offset] = d.reshape(-1)[flat]
-            pad_j[own, offset] = other + first_col
-            best, pick = torch.topk(torch.cat([top_d[rows], torch.from_numpy(pad_d)], 1), k, dim=1, largest=False,
-                                    sorted=True)
-            top_i[rows] = torch.gather(torch.cat([top_i[rows], torch.from_numpy(pad_j)], 1), 1, pick)
-            top_d[rows] = best
-        row_max[rows] = torch.maximum(row_max[rows], dist.amax(dim))
-        return True
-
-    def block(a, b, scaled_b):  # (Ba, Bb) squared Euclidean
-        return matmul_nt(feats[a], scaled_b, sq[b]).add_(sq[a, None])
-
-    def own_panel(a):  # the panel's rows' first top-k, from 3/4 of the product with itself
-        mid = a.start + (a.stop - a.start) // 2
-        upper, lower = slice(a.start, mid), slice(mid, a.stop)
-        scaled = feats[a] * -2
-        lower_dist = block(lower, a, scaled)
-        upper_dist = torch.cat([block(upper, upper, scaled[:mid - a.start]), lower_dist[:, :mid - a.start].t()], 1)
-        for rows, dist in ((upper, upper_dist), (lower, lower_dist)):
-            keep_query_gallery(rows, a, dist)
-            d, i = torch.topk(dist, min(k, dist.shape[1]), dim=1, largest=False, sorted=True)
-            top_d[rows, :d.shape[1]], top_i[rows, :d.shape[1]] = d, i + a.start
-            row_max[rows] = dist.amax(1)
-
-    def keep_query_gallery(a, b, dist):
-        q_stop, g_start = min(a.stop, num_q), max(b.start, num_q)
-        if a.start < q_stop and g_start < b.stop:
-            query_gallery[a.start:q_stop, g_start - num_q:b.stop - num_q] = dist[:q_stop - a.start, g_start - b.start:]
-
     panels = _panels(n, block_size)
     progress = tqdm(total=len(panels) * (len(panels) + 1) // 2, desc="re-ranking: neighbours", unit="block",
                     disable=None, leave=False)
     for a in panels:  # each panel against itself first: every row's first top-k, whose k-th bounds the rest
-        own_panel(a)
+        _own_panel(top, feats, sq, a, query_gallery, num_q)
         progress.update()
     for j, b in enumerate(panels[1:], 1):
         scaled_b = feats[b] * -2
         for a in panels[:j]:
-            dist = block(a, b, scaled_b)
-            keep_query_gallery(a, b, dist)
+            dist = _block(feats, sq, a, b, scaled_b)
+            _keep_query_gallery(query_gallery, num_q, a, b, dist)
             with single_threaded(feats.device):
-                merge(a, dist, b.start, 1)
-                merge(b, dist, a.start, 0)
+                _merge(top, a, dist, b.start, 1)
+                _merge(top, b, dist, a.start, 0)
             progress.update()
     progress.close()
-    return top_i, top_d, row_max, query_gallery
+    return top.i, top.d, top.row_max, query_gallery
 
 
 def _reciprocal(neighbours, chunk):
