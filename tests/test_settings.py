@@ -31,13 +31,20 @@ def test_the_model_built_directly_is_the_cli_default_model():
     assert resnet18().layer4[0].conv1.stride == stride and resnet50().layer4[0].conv2.stride == stride
 
 
-def test_evaluation_defaults_are_the_eval_settings():
-    from train.evaluation.report import evaluate_features
+def defaults_of(function):
+    return {name: p.default for name, p in inspect.signature(function).parameters.items()
+            if p.default is not inspect.Parameter.empty}
 
-    defaults = {name: p.default for name, p in inspect.signature(evaluate_features).parameters.items()
-                if p.default is not inspect.Parameter.empty}
+
+def test_evaluation_defaults_are_the_eval_settings():
+    from train.evaluation.features import extract_features
+    from train.evaluation.report import evaluate_features
+    from train.run import make_evaluator
+
     settings = asdict(EvalParams())
-    shared = set(defaults) & set(settings)
-    assert shared >= {"metric", "normalize", "rerank", "k1", "k2", "lambda_value", "max_rank", "hardest"}
-    assert {name: defaults[name] for name in shared if name != "device"} == \
-        {name: settings[name] for name in shared if name != "device"}
+    for function, names in ((evaluate_features, {"metric", "normalize", "rerank", "k1", "k2", "lambda_value",
+                                                 "max_rank", "hardest"}),
+                            (make_evaluator, {"metric", "normalize", "flip", "batch_size"}),
+                            (extract_features, {"flip", "batch_size"})):
+        defaults = defaults_of(function)
+        assert {name: defaults[name] for name in names} == {name: settings[name] for name in names}, function

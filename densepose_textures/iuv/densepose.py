@@ -24,8 +24,8 @@ import torch
 
 from ..device import resolve_device
 from ..errors import InputError
+from ..storage import AtomicWrite, file_digest
 from .charts import charts_to_results, result_to_iuv
-from ..storage import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +255,6 @@ def write_random_checkpoint(config, path, *, seed=0, person_logit=None):
         for name in ("roi_heads.box_predictor.bbox_pred", "proposal_generator.rpn_head.anchor_deltas"):
             state[f"{name}.weight"].zero_()
             state[f"{name}.bias"].zero_()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": state}, path)
+    with AtomicWrite(path) as tmp:
+        torch.save({"model": state}, tmp)
     return Path(path)

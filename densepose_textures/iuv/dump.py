@@ -26,9 +26,9 @@ from typing import Optional
 import torch
 
 from ..errors import InputError
+from ..storage import file_digest
 from .charts import box_xyxy_to_xywh_int, result_to_iuv
 from .densepose import covering_box_index
-from ..storage import file_digest
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,8 @@ from densepose_textures.errors import InputError
 from densepose_textures.imageio import read_rgb
 from densepose_textures.storage import AtomicWrite, H5Reader
 
+from ..settings import EvalParams
+
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -53,12 +55,14 @@ class _Images(torch.utils.data.Dataset):
         return torch.from_numpy(((image - self.mean) / self.std).transpose(2, 0, 1).copy())
 
 
-def extract_features(model, root, items, preprocess, *, flip=True, batch_size=128, device="cpu", workers=0,
-                     progress=True):
+def extract_features(model, root, items, preprocess, *, flip=EvalParams.flip, batch_size=EvalParams.batch_size,
+                     device="cpu", workers=0, progress=True):
     """(N, D) float32 CPU features of ``items`` (``(relative_path, pid, camid)`` under ``root``).
 
     ``model`` maps normalised (B, 3, H, W) images to (B, D) features; it is put in eval mode (callers
     restore the mode they need). ``flip``: the mean of the image's and its mirror image's features.
+    ``workers``: image-loading processes (0: this one, as the training monitor needs; the CLI passes
+    ``eval.workers``).
     """
     items = list(items)
     if not items:
