@@ -1,9 +1,9 @@
 """HDF5 texture sets: a directory of shards ``shard-00000.h5``, ... and an index ``index.h5``.
 
 Each shard holds, for consecutive records, ``texture`` (N, 24, P, P, 3) uint8,
-``observed`` (N, 24, P, P) uint8, ``provenance`` (N, 24, P, P) uint8 (fill step of
-each texel, :class:`~densepose_textures.provenance.Provenance`), ``key``, ``pid``, ``camid``; one image per chunk,
-gzip level 1. The index holds the set attributes, every record's key, pid, camid,
+``observed`` (N, 24, P, P) uint8, ``provenance`` (N, 24, P, P) uint8 (fill step of each
+texel, :class:`~densepose_textures.provenance.Provenance`), ``key``, ``pid``, ``camid``;
+one image per chunk, gzip level 1. The index holds the set attributes, every record's key, pid, camid,
 the shard each record lives in, each shard's byte size (a truncated or missing
 shard is refused), and ``mirror_index`` (24, P, P), the flat texel index of each
 texel's left/right mirror, so readers can flip targets without the .mat file.
