@@ -90,12 +90,12 @@ def _decode(root, key):
         return None, str(err)
 
 
-def chunk_path(work, c):
+def _chunk_file(work, c):
     """The committed chunk ``c`` of a run's work directory."""
     return work / f"chunk-{c:06d}.h5"
 
 
-def committed(path, keys):
+def _committed(path, keys):
     """Whether the chunk file ``path`` is there, complete, and holds exactly ``keys``."""
     if not path.is_file():
         return False
@@ -132,7 +132,7 @@ def run_iuv(backend, root, keys, out, *, size=(256, 128), chunk_size=256, batch_
     chunks = [mine[c:c + chunk_size] for c in range(0, len(mine), chunk_size)]
     work = WorkDir(path, {**attrs, "chunk_size": chunk_size})
 
-    todo = [c for c, chunk_keys in enumerate(chunks) if not committed(chunk_path(work, c), chunk_keys)]
+    todo = [c for c, chunk_keys in enumerate(chunks) if not _committed(_chunk_file(work, c), chunk_keys)]
     resumed = len(mine) - sum(len(chunks[c]) for c in todo)
     if resumed:
         log.info("resuming %s: %d of %d images already committed", path, resumed, len(mine))
@@ -146,10 +146,10 @@ def run_iuv(backend, root, keys, out, *, size=(256, 128), chunk_size=256, batch_
         for t, c in enumerate(todo):
             decoded = [f.result() for f in pending]
             pending = submit(todo[t + 1]) if t + 1 < len(todo) else None
-            _process_chunk(backend, chunks[c], decoded, size, batch_size, strict, chunk_path(work, c), bar, pool)
+            _process_chunk(backend, chunks[c], decoded, size, batch_size, strict, _chunk_file(work, c), bar, pool)
     seconds = time.perf_counter() - began
 
-    sources = [chunk_path(work, c) for c in range(len(chunks))]
+    sources = [_chunk_file(work, c) for c in range(len(chunks))]
     summary = _summarise(sources, path, resumed, seconds)
     if strict and (summary.unreadable or summary.no_person):
         raise _strict_error(summary.unreadable, summary.no_person)
