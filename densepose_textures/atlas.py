@@ -115,7 +115,7 @@ def images_to_atlas(images, iuvs, size, splat="nearest"):
 
     ``texture`` is (B, 24, P, P, 3) uint8, the (weighted) mean colour of the pixels that land
     on each texel, rounded; ``observed`` (B, 24, P, P) bool marks texels that received weight.
-    ``nearest`` sends each foreground pixel to its nearest texel (``rint``, DESIGN.md);
+    ``nearest`` sends each foreground pixel to its nearest texel (``rint``, docs/design.md);
     ``bilinear`` spreads it over the four surrounding texels with bilinear weights. Images may
     also be a list of (H, W, 3) arrays of different sizes, each with its IUV.
     """

@@ -4,8 +4,8 @@ Steps, in order (codes of :class:`densepose_textures.provenance.Provenance`); ob
 (code 0) are never changed:
 
 1. mirror: an unseen texel takes the colour of its left/right mirror texel when that was
-   observed (through the mirror map the caller gives: DensePose's exact one, the synthetic
-   body's, or DESIGN.md's approximation ``MirrorMap.approximate()``; None skips mirroring);
+   observed (the exact map when given, else docs/design.md's approximation
+   ``MirrorMap.approximate()`` passed by the caller; None skips mirroring);
 2. in-part: what is still empty inside a part that has any colour is filled from the
    part's nearest known texels (``nearest``: Euclidean distance transform, the default;
    ``pushpull``: mask-weighted pyramid; ``telea``: OpenCV's Telea inpainting);

@@ -3,7 +3,7 @@
 A :class:`MirrorMap` holds the tables of DensePose's ``UV_symmetry_transforms.mat``:
 for source part I (index I-1) and texel ``[round(255 V), round(255 U)]``, the
 mirrored U and V (in [0, 1]) on part ``MIRROR_PART[I]``. It comes from that file,
-from the synthetic body (exact), or from the analytic approximation of DESIGN.md.
+from the synthetic body (exact), or from the analytic approximation of docs/design.md.
 """
 
 from dataclasses import dataclass
@@ -31,7 +31,7 @@ class MirrorMap:
 
     @classmethod
     def approximate(cls):
-        """DESIGN.md's approximation: legs/arms keep (U, V); hands, feet, head halves U -> 1-U; torso V -> 1-V."""
+        """docs/design.md's approximation: legs/arms keep (U, V); hands, feet, head halves U -> 1-U; torso V -> 1-V."""
         grid = np.linspace(0.0, 1.0, TABLE_SIZE, dtype=np.float32)
         v0, u0 = np.meshgrid(grid, grid, indexing="ij")
         u = np.repeat(u0[None], NUM_PARTS, axis=0)

@@ -18,6 +18,7 @@ STEP_COLOURS = {
     Provenance.RELATED_PART: (235, 110, 30), Provenance.MEAN_COLOUR: (200, 40, 40), Provenance.NO_PERSON: (0, 0, 0),
 }
 UNSEEN = (24, 24, 28)
+STEP_NAMES = tuple(code.label for code in Provenance)
 
 
 def provenance_colours(provenance):
@@ -89,10 +90,25 @@ def texture_grid(texture_set, root, *, count=16, seed=0, height=192, columns=2):
 
 
 def _legend(width):
-    legend = np.full((24, width, 3), 255, np.uint8)
-    x = 4
-    for code in Provenance:
-        cv2.rectangle(legend, (x, 6), (x + 12, 18), tuple(int(c) for c in STEP_COLOURS[code]), -1)
-        cv2.putText(legend, code.label, (x + 16, 17), cv2.FONT_HERSHEY_PLAIN, 0.9, (0, 0, 0), 1, cv2.LINE_AA)
-        x += 24 + 9 * len(code.label)
+    """The fill steps' colours and names, left to right, wrapped onto more rows where ``width`` is too narrow."""
+    entries = [(STEP_COLOURS[code], name, 24 + 9 * len(name)) for code, name in ((code, code.label) for code in Provenance)]
+    rows, x = [[]], 4
+    for entry in entries:
+        if rows[-1] and x + entry[2] > width:
+            rows.append([])
+            x = 4
+        rows[-1].append((x, entry))
+        x += entry[2]
+    legend = np.full((24 * len(rows), width, 3), 255, np.uint8)
+    for r, row in enumerate(rows):
+        for x, (colour, name, _) in row:
+            cv2.rectangle(legend, (x, 24 * r + 6), (x + 12, 24 * r + 18), tuple(int(c) for c in colour), -1)
+            cv2.putText(legend, name, (x + 16, 24 * r + 17), cv2.FONT_HERSHEY_PLAIN, 0.9, (0, 0, 0), 1, cv2.LINE_AA)
     return legend
+
+
+def with_legend(image):
+    """``image`` (H, W, 3) with the fill-step legend below it, widened with white where the legend needs it."""
+    width = max(image.shape[1], max(24 + 9 * len(name) for name in STEP_NAMES) + 8)
+    image = np.pad(image, ((0, 0), (0, width - image.shape[1]), (0, 0)), constant_values=255)
+    return np.concatenate([image, _legend(width)], axis=0)

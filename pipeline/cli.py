@@ -26,6 +26,7 @@ COMMANDS = {
     "evaluate-experiment": ("pipeline.commands.report", "evaluate_experiment",
                             "Evaluate a trained model on every test set of its experiment."),
     "report": ("pipeline.commands.report", "report_command", "Write the pipeline's report of all experiments."),
+    "test-digest": ("pipeline.commands.report", "test_digest", "Digest the test sets of an experiment (for DVC)."),
 }
 
 

@@ -1,4 +1,4 @@
-"""Default locations of every output, relative to the working directory (DESIGN.md)."""
+"""Default locations of every output, relative to the working directory (docs/design.md)."""
 
 from pathlib import Path
 

@@ -1,10 +1,11 @@
 """The pipeline's summary: metrics of every (training set, variant, seed) on every test set.
 
 Evaluation runs write ``data/metrics/runs/<train>/<variant>/seed<S>.json`` ({test set: metrics});
-:func:`write_report` gathers them into ``data/metrics/report.md`` and one CMC file per curve in
-``data/metrics/cmc/`` (for ``dvc plots``).
+:func:`write_report` gathers them into ``data/metrics/report.md`` and, in ``data/metrics/cmc/``,
+one CMC plot per (training set, test set) comparing the variants (JSON for ``dvc plots``, and PNG).
 """
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -29,6 +30,24 @@ def run_summary_path(dataset, variant, seed):
 
 def run_details_dir(dataset, variant, seed):
     return runs_dir() / dataset / variant / f"seed{seed}"
+
+
+def digest_path(train):
+    """The digest of an experiment's test sets, which its evaluation stages depend on."""
+    return runs_dir() / train / "test-data.json"
+
+
+def digest_test_splits(dataset):
+    """``{"query": n, "gallery": n, "sha256": hex}`` of a dataset's test splits: the ordered query and
+    gallery lists (paths, pids, camids) and the bytes of every image they name."""
+    h = hashlib.sha256()
+    for split in ("query", "gallery"):
+        for key, pid, camid in dataset.split(split):
+            h.update(f"{split}\t{key}\t{pid}\t{camid}\n".encode())
+            with open(dataset.root / key, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+    return {"query": len(dataset.query), "gallery": len(dataset.gallery), "sha256": h.hexdigest()}
 
 
 def collect(experiments, seeds):
@@ -93,19 +112,56 @@ def verdicts(table):
     return "\n".join(lines)
 
 
+VARIANT_LABELS = {"baseline": "baseline", "san": "SAN"}
+
+
+def cmc_name(train, test):
+    """File name (without suffix) of the CMC plot of the models trained on ``train``, tested on ``test``."""
+    return f"trained-on-{train}-tested-on-{test}"
+
+
+def mean_cmc_curves(train, test, seeds):
+    """``({label: CMC as fractions, mean over seeds}, seeds found)`` of both variants, plain and
+    re-ranked, from the evaluation runs that exist (labels: ``baseline``, ``SAN re-ranked``, ...)."""
+    curves, found = {}, set()
+    for variant in VARIANTS:
+        runs = {}
+        for seed in seeds:
+            path = run_details_dir(train, variant, seed) / test / "cmc.json"
+            if path.is_file():
+                runs[seed] = json.loads(path.read_text())["cmc"]
+        if not runs:
+            continue
+        found.update(runs)
+        ranks = min(len(rows) for rows in runs.values())
+        for column, suffix in (("cmc", ""), ("cmc_rerank", " re-ranked")):
+            if all(column in rows[0] for rows in runs.values()):
+                curves[VARIANT_LABELS[variant] + suffix] = np.mean(
+                    [[row[column] for row in rows[:ranks]] for rows in runs.values()], axis=0)
+    return curves, sorted(found)
+
+
 def write_cmc_files(experiments, seeds, out_dir):
-    """One JSON per curve (rows of rank, cmc, cmc_rerank), named <train>-<variant>-seed<S>-<test>.json."""
+    """One CMC plot per (training set, test set) comparing the variants, mean over seeds:
+    ``<cmc_name>.json`` (rows of rank and one column per curve, in %, for ``dvc plots``) and
+    ``<cmc_name>.png``."""
+    from train.evaluation.pictures import plot_cmc
+
     out_dir = Path(out_dir)
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
-    for train in experiments:
-        for variant in VARIANTS:
-            for seed in seeds:
-                details = run_details_dir(train, variant, seed)
-                for cmc in sorted(details.glob("*/cmc.json")):
-                    name = f"{train}-{variant}-seed{seed}-{cmc.parent.name}.json"
-                    rows = json.loads(cmc.read_text())["cmc"]
-                    write_text(out_dir / name, json.dumps(rows) + "\n")
+    for train, experiment in experiments.items():
+        for test in experiment.test:
+            curves, found = mean_cmc_curves(train, test, seeds)
+            if not curves:
+                continue
+            ranks = min(len(curve) for curve in curves.values())
+            rows = [{"rank": r + 1, **{label: round(100 * float(curve[r]), 2) for label, curve in curves.items()}}
+                    for r in range(ranks)]
+            name = cmc_name(train, test)
+            write_text(out_dir / f"{name}.json", json.dumps(rows) + "\n")
+            seeds_text = f"seed {found[0]}" if len(found) == 1 else f"mean of seeds {', '.join(map(str, found))}"
+            plot_cmc(out_dir / f"{name}.png", curves, title=f"CMC: trained on {train}, tested on {test} ({seeds_text})")
 
 
 def texture_quality_sections(experiments):

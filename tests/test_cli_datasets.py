@@ -99,3 +99,18 @@ def test_prepare_cuhk03_bad_input(tmp_path):
     write_raw_mat(tmp_path / "raw.mat", variants=("labeled",))
     result, out = run("prepare-cuhk03", "--root", tmp_path, "--mat", tmp_path / "raw.mat", "--variant", "detected")
     assert result.exit_code == 2 and "has no 'detected' cell array" in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize("args, name", [
+    (["--dataset", "cuhk03"], "cuhk03_labeled"),
+    (["--dataset", "cuhk03", "--variant", "detected"], "cuhk03_detected"),
+    (["--dataset", "cuhk03_detected"], "cuhk03_detected"),
+])
+def test_gen_textures_without_cuhk03_says_where_it_looked_and_what_it_expects(tmp_path, monkeypatch, args, name):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["gen-textures", *args])
+    variant = name.split("_")[1]
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert f"{name}: dataset root data/raw/cuhk03 does not exist" in result.output
+    assert f"cuhk03_new_protocol_config_{variant}.mat (the 767/700 split" in result.output
+    assert f"images_{variant}/ (extracted from cuhk03_release/cuhk-03.mat" in result.output

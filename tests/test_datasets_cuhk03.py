@@ -100,8 +100,11 @@ def test_prepare_nested_folder_matches_reader(tmp_path):
     assert len(datasets.load("cuhk03_detected", tmp_path).train) == 24
 
 
-def write_protocol(root, variant):
-    """A new-protocol split file over the extracted images: persons of pair 1 train, pair 2 test."""
+def write_protocol(root, variant, integers=False):
+    """A new-protocol split file over the extracted images: persons of pair 1 train, pair 2 test.
+
+    The published files declare doubles stored as integers, which scipy returns as uint16
+    (labels, indices) and uint8 (camId): ``integers`` writes those types."""
     files = expected_names()
     labels = [int(name[0]) * 100 + int(name[2:5]) for name in files]  # global person label
     cams = [int(name.split("_")[2]) for name in files]
@@ -111,20 +114,22 @@ def write_protocol(root, variant):
     gallery = [i + 1 for i in test if i + 1 not in query]
     filelist = np.empty((len(files), 1), dtype=object)
     filelist[:, 0] = files
+    number, camera = (np.uint16, np.uint8) if integers else (float, float)
     savemat(root / f"cuhk03_new_protocol_config_{variant}.mat", {
-        "filelist": filelist, "labels": np.array(labels, float)[:, None], "camId": np.array(cams, float)[:, None],
-        "train_idx": np.array(train, float)[:, None], "query_idx": np.array(query, float)[:, None],
-        "gallery_idx": np.array(gallery, float)[:, None],
+        "filelist": filelist, "labels": np.array(labels, number)[:, None], "camId": np.array(cams, camera)[:, None],
+        "train_idx": np.array(train, number)[:, None], "query_idx": np.array(query, number)[:, None],
+        "gallery_idx": np.array(gallery, number)[:, None],
     })
 
 
+@pytest.mark.parametrize("integers", [False, True])
 @pytest.mark.parametrize("name, options, variant", [
     ("cuhk03", {}, "labeled"), ("cuhk03", {"variant": "detected"}, "detected"),
     ("cuhk03_labeled", {}, "labeled"), ("cuhk03_detected", {"variant": "detected"}, "detected"),
 ])
-def test_protocol_reader(prepared, name, options, variant):
+def test_protocol_reader(prepared, name, options, variant, integers):
     root, _ = prepared
-    write_protocol(root, variant)
+    write_protocol(root, variant, integers)
     ds = datasets.load(name, root, **options)
     assert ds.name == f"cuhk03_{variant}" and ds.root == root
     assert ds.stats("train") == (3, 24, 2)
@@ -144,8 +149,12 @@ def test_protocol_bad_input(prepared, tmp_path):
         datasets.load("cuhk03_labeled", root, variant="detected")
     with pytest.raises(DatasetError, match="variant 'both' is not one of labeled, detected"):
         datasets.load("cuhk03", root, variant="both")
-    with pytest.raises(DatasetError, match="expected the split file cuhk03_new_protocol_config_labeled.mat in"):
+    with pytest.raises(DatasetError, match="cuhk03_labeled: expected the split file cuhk03_new_protocol_config_labeled"
+                       r".mat in .*; found nothing \(expected .* and images_labeled/ .*prepare-cuhk03"):
         datasets.load("cuhk03", tmp_path)
+    with pytest.raises(DatasetError, match=r"cuhk03_detected: dataset root \S*nowhere does not exist \(expected "
+                       r"cuhk03_new_protocol_config_detected.mat \(the 767/700 split.*images_detected/"):
+        datasets.load("cuhk03_detected", tmp_path / "nowhere")
     (tmp_path / "cuhk03_new_protocol_config_labeled.mat").write_text("not a mat file")
     with pytest.raises(DatasetError, match="cannot read split file .*cuhk03_new_protocol_config_labeled.mat"):
         datasets.load("cuhk03", tmp_path)

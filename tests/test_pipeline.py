@@ -1,6 +1,8 @@
 """The whole DVC pipeline, with tiny parameters, in a throwaway git repository made from this tree."""
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -35,7 +37,8 @@ OUTPUTS = [
     "data/metrics/runs/synth/san/seed0/synth/metrics.json",
     "data/metrics/runs/synth/san/seed0/synth/ranklists.jpg",
     "data/metrics/report.md",
-    "data/metrics/cmc/synth-san-seed0-synth.json",
+    "data/metrics/cmc/trained-on-synth-tested-on-synth.json",
+    "data/metrics/cmc/trained-on-synth-tested-on-synth.png",
 ]
 
 
@@ -102,6 +105,14 @@ def test_repro_makes_every_output_and_then_does_nothing(project):
     assert not _stages_run(second), second
     shown = _run(["dvc", "metrics", "show"], root, env)
     assert "seed0.json" in shown
+    plots = json.loads(_run(["dvc", "plots", "show", "--json"], root, env))["data"]
+    cmc = [name for name in plots if "cmc" in name]
+    assert cmc == ["data/metrics/cmc/trained-on-synth-tested-on-synth.json",
+                   "data/metrics/cmc/trained-on-synth-tested-on-synth.png"], cmc
+    spec = plots[cmc[0]][0]["content"]  # one plot, titled with the experiment, both variants on it
+    assert spec["title"]["text"] == cmc[0]
+    assert {row["field"] for row in spec["data"]["values"]} >= {"baseline", "SAN"}
+    assert "matching rate (%)" in json.dumps(spec)
 
 
 def test_a_texture_parameter_reruns_only_the_san_branch(project):
@@ -117,19 +128,78 @@ def test_a_texture_parameter_reruns_only_the_san_branch(project):
     assert rerun == {"textures@synth", "train-san@synth-0", "evaluate@synth-san-0", "report"}, rerun
 
 
-def test_pushed_stages_are_up_to_date_in_another_clone(project, tmp_path):
+def readme_block(marker):
+    """The bash block that follows ``<!-- marker ... -->`` in the README (the commands users copy)."""
+    text = (REPO / "README.md").read_text()
+    found = re.findall(r"<!-- " + re.escape(marker) + r"[^\n]*-->\n```bash\n(.*?)```", text, flags=re.S)
+    assert len(found) == 1, f"README.md should hold exactly one block marked {marker!r}, found {len(found)}"
+    return found[0]
+
+
+README_REMOTE = "/mnt/team/san-reid-cache"
+
+
+def test_readme_sharing_recipe_leaves_a_clone_up_to_date(project, tmp_path):
+    """The README's sharing commands, as written, leave another clone with every stage up to date."""
     root, env, _ = project
-    _run(["git", "add", "-A"], root, env)
-    _run(["git", "commit", "-qm", "results", "--allow-empty"], root, env)
+    first, other = readme_block("sharing: the machine that ran dvc repro"), readme_block("sharing: another machine")
+    assert first.count(README_REMOTE) == 1, first  # the only word replaced: the remote folder
     remote = tmp_path / "remote"
-    _run(["dvc", "remote", "add", "-d", "shared", str(remote)], root, env)
-    _run(["git", "commit", "-qam", "remote"], root, env)
-    _run(["dvc", "push", "--run-cache"], root, env)
+    origin = tmp_path / "origin.git"
+    _run(["git", "init", "-q", "--bare", str(origin)], tmp_path, env)
+    _run(["git", "remote", "add", "origin", str(origin)], root, env)
+    _run(["git", "push", "-q", "-u", "origin", "HEAD"], root, env)
+
+    _run(["bash", "-euo", "pipefail", "-c", first.replace(README_REMOTE, str(remote))], root, env)
 
     clone = tmp_path / "clone"
-    _run(["git", "clone", "-q", str(root), str(clone)], tmp_path, env)
-    _run(["dvc", "pull", "--run-cache"], clone, env)
-    status = _run(["dvc", "status", "iuv@synth", "textures@synth"], clone, env)
-    assert "up to date" in status, status
+    _run(["git", "clone", "-q", str(origin), str(clone)], tmp_path, env)
+    output = _run(["bash", "-euo", "pipefail", "-c", other], clone, env)
+    assert "Data and pipelines are up to date." in output, output
+    assert not _stages_run(output), output
+    untracked = _run(["git", "status", "--porcelain"], clone, env)
+    assert not untracked.strip(), f"the clone sees files git does not track or ignore:\n{untracked}"
+    missing = [name for name in OUTPUTS if not (clone / name).exists()]
+    assert not missing, f"not pulled: {missing}"
     reused = _run(["sanreid", "gen-textures", "--dataset", "synth"], clone, env)
-    assert "reused" in reused, reused
+    assert "reused" in reused and "note: DVC" not in reused, reused  # pulled: DVC has it
+
+
+def test_readme_recipe_for_a_hand_copied_texture_set(project, tmp_path):
+    """A texture set and its IUV store copied by hand into a clone: gen-textures reuses the set and
+    says how to record it; the README's commands leave both stages up to date."""
+    root, env, _ = project
+    block = readme_block("hand-copied texture set")
+    assert block.count("SET=market1501") == 1, block  # the only word replaced: which set
+    clone = tmp_path / "clone"
+    _run(["git", "clone", "-q", str(root), str(clone)], tmp_path, env)
+    for name in ("data/raw/synth", "data/iuv/synth.h5", "data/textures/synth"):  # by hand, not dvc pull
+        copy = shutil.copytree if (root / name).is_dir() else shutil.copy2
+        copy(root / name, clone / name)
+    status = _run(["dvc", "status", "textures@synth"], clone, env)
+    assert "not in cache:       data/textures/synth" in status, status
+
+    output = _run(["bash", "-euo", "pipefail", "-c", block.replace("SET=market1501", "SET=synth")], clone, env)
+    assert "reused data/textures/synth" in output, output
+    assert "note: DVC has not recorded data/iuv/synth.h5 (not in cache) and data/textures/synth (not in cache)" \
+        in output and "`dvc commit -f iuv@synth textures@synth`" in output, output
+    assert "Data and pipelines are up to date." in output and "changed outs" not in output, output
+    again = _run(["sanreid", "gen-textures", "--dataset", "synth"], clone, env)
+    assert "reused" in again and "note: DVC" not in again, again
+
+
+def test_a_new_dataset_in_data_raw_reruns_no_evaluation(project):
+    """Evaluations depend on the digest of their own test sets: another dataset copied into
+    data/raw reruns only the digest stage, whose output does not change."""
+    root, env, _ = project
+    _run(["dvc", "repro"], root, env)  # whatever earlier tests left out of date
+    other = root / "data/raw/another_dataset/query"
+    other.mkdir(parents=True)
+    (other / "0001_c1_000001.jpg").write_bytes(b"not read by any experiment")
+    try:
+        status = _run(["dvc", "status"], root, env)
+        assert "test-data@synth" in status and "evaluate@" not in status, status
+        assert _stages_run(_run(["dvc", "repro"], root, env)) == {"test-data@synth"}
+        assert "Data and pipelines are up to date." in _run(["dvc", "status"], root, env)
+    finally:
+        shutil.rmtree(root / "data/raw/another_dataset")

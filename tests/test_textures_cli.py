@@ -2,6 +2,7 @@ import cv2
 import pytest
 from click.testing import CliRunner
 
+from densepose_textures.pictures import STEP_COLOURS
 from densepose_textures.shards import TextureSet
 from pipeline.cli import main
 
@@ -48,7 +49,15 @@ def test_info_show_atlas(built, synth_root, tmp_path):
     key = TextureSet(built).keys[4]
     atlas = run("textures", "atlas", str(built), "--key", key, "--scale", "2", "--out", str(tmp_path / "a.png"))
     assert atlas.exit_code == 0, atlas.output
-    assert cv2.imread(str(tmp_path / "a.png")).shape == (6 * 32, 4 * 32, 3)
+    assert cv2.imread(str(tmp_path / "a.png")).shape == (6 * 32, 4 * 32, 3)  # exactly the atlas, for apply_net.py
+    assert "P=16, enlarged 2x" in atlas.output  # the set's P, not the picture's
+    steps = run("textures", "atlas", str(built), "--key", key, "--what", "provenance", "--out", str(tmp_path / "p.png"))
+    assert steps.exit_code == 0 and "provenance of" in steps.output and "P=16)" in steps.output, steps.output
+    picture = cv2.imread(str(tmp_path / "p.png"))[..., ::-1]
+    assert picture.shape[0] > 6 * 16 and picture.shape[1] > 4 * 16  # the atlas, and a legend below it
+    legend = picture[6 * 16:]
+    for colour in STEP_COLOURS.values():  # a swatch of every fill step
+        assert (legend == colour).all(axis=2).sum() >= 100, colour
     missing = run("textures", "atlas", str(built), "--key", "nope.jpg", "--out", str(tmp_path / "b.png"))
     assert missing.exit_code == 2 and "not in texture set" in missing.output
 

@@ -8,7 +8,7 @@ A backend has:
   of the files, where there are any) and ``mode`` are also lifted into attributes of their own;
 - ``predict(images, keys) -> list of (iuv or None, score)``: ``images`` uint8 RGB (H, W, 3),
   ``keys`` their relative paths; ``iuv`` uint8 (H, W, 3) covering the whole image in image
-  pixels (DESIGN.md encoding), ``None`` when no person was found; ``score`` a float.
+  pixels (docs/design.md encoding), ``None`` when no person was found; ``score`` a float.
 """
 
 import importlib

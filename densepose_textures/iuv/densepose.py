@@ -33,15 +33,16 @@ MODES = ("box", "detect")
 
 INSTALL_HINT = """\
 the densepose IUV backend needs detectron2 and DensePose, which are not on the package registries.
-Install them into a separate virtual environment (verified on CPU; use your CUDA torch on a GPU):
-  python3 -m venv ~/.venvs/densepose
-  ~/.venvs/densepose/bin/pip install torch torchvision
+Install them into a separate virtual environment, from this project's clone (verified on CPU;
+use your CUDA torch on a GPU; docs/densepose.md has the details):
+  python3 -m venv ../densepose-env && . ../densepose-env/bin/activate
+  pip install torch torchvision
   git clone https://github.com/facebookresearch/detectron2 SRC
-  MAX_JOBS=2 ~/.venvs/densepose/bin/pip install --no-build-isolation -e SRC
-  ~/.venvs/densepose/bin/pip install --no-build-isolation --no-deps -e SRC/projects/DensePose
-  ~/.venvs/densepose/bin/pip install av opencv-python-headless scipy h5py
-  ~/.venvs/densepose/bin/pip install -e <this project>
-then run sanreid from that environment (~/.venvs/densepose/bin/sanreid).
+  MAX_JOBS=2 pip install --no-build-isolation -e SRC
+  pip install --no-build-isolation --no-deps -e SRC/projects/DensePose
+  pip install av opencv-python-headless scipy h5py
+  pip install -e .
+then run sanreid from that environment.
 --no-build-isolation is required (without it the build fails with "No module named 'torch'");
 --no-deps is required for DensePose (without it its setup tries to clone detectron2 again).
 Alternatively run DensePose's apply_net.py dump elsewhere and use --backend dump."""

@@ -1,4 +1,4 @@
-"""HDF5 IUV stores (DESIGN.md, "HDF5 IUV stores"): one file per dataset.
+"""HDF5 IUV stores (docs/design.md, "HDF5 IUV stores"): one file per dataset.
 
 Datasets: ``iuv`` (N, H, W, 3) uint8, one image per chunk, gzip level 1; ``key`` (N,) relative
 image paths (UTF-8 strings); ``found`` (N,) bool; ``score`` (N,) float32. Attributes: ``backend``,

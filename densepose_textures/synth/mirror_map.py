@@ -2,7 +2,7 @@
 
 The charts of a left part are the mirror images of its right twin's, so mirroring is, on the
 source part's (U, V): torso (1, 2) V -> 1 - V; hands, feet, head halves (3-6, 23, 24) U -> 1 - U;
-legs and arms (7-22) unchanged. This is also the form DESIGN.md measured on DensePose's atlas,
+legs and arms (7-22) unchanged. This is also the form docs/design.md measured on DensePose's atlas,
 but here it is exact by construction. The tables hold, at [round(255 V), round(255 U)], the
 mirrored U and V exactly (k / 255), so for any atlas size P <= 256 the texel map it induces is an
 exact involution (no texel centre lies on a rounding tie: 2 k (P - 1) = 255 (2 j + 1) has no

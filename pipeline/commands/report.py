@@ -1,4 +1,5 @@
-"""Pipeline stage entry points: evaluate one trained model on its test sets; write the report."""
+"""Pipeline stage entry points: digest an experiment's test sets, evaluate one trained model on
+them, write the report."""
 
 import json
 from pathlib import Path
@@ -9,6 +10,37 @@ from densepose_textures.storage import write_text
 
 from .. import paths, report
 from .common import fail, params_from_context, user_errors
+
+
+def _experiment(dataset):
+    experiments = params_from_context().experiments
+    if dataset not in experiments:
+        fail(f"no experiment trains on {dataset!r}; experiments in the parameters: {', '.join(experiments)}")
+    return experiments[dataset]
+
+
+@click.command("test-digest")
+@click.option("--dataset", required=True, help="Training dataset: a key of `experiments` in the parameters.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="JSON to write (default: data/metrics/runs/<dataset>/test-data.json).")
+@user_errors
+def test_digest(dataset, out):
+    """Digest the query and gallery images of every test set of an experiment.
+
+    The experiment's evaluation stages depend on this file instead of all of data/raw (DVC cannot
+    give a stage a list of dependencies of varying length). This stage reruns, in seconds, whenever
+    anything under data/raw changes; its file, and so the evaluations, change only when one of the
+    experiment's test sets does.
+    """
+    from pipeline import datasets
+
+    digests = {test: report.digest_test_splits(datasets.load(test)) for test in _experiment(dataset).test}
+    path = out or report.digest_path(dataset)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(digests, indent=2) + "\n")
+    for test, digest in digests.items():
+        click.echo(f"{test}: {digest['query']} query and {digest['gallery']} gallery images, sha256 {digest['sha256'][:16]}")
+    click.echo(f"wrote {path}")
 
 
 @click.command("evaluate-experiment")
@@ -27,15 +59,13 @@ def evaluate_experiment(ctx, dataset, variant, seed, checkpoint):
     """
     from .evaluate import evaluate
 
-    experiments = params_from_context().experiments
-    if dataset not in experiments:
-        fail(f"no experiment trains on {dataset!r}; experiments in the parameters: {', '.join(experiments)}")
+    experiment = _experiment(dataset)
     checkpoint = checkpoint or paths.model_dir(dataset, variant) / f"seed{seed}" / "last.pt"
     if not checkpoint.is_file():
         fail(f"model {checkpoint} not found: run `sanreid train --dataset {dataset} --variant {variant}` first")
     details = report.run_details_dir(dataset, variant, seed)
     summary = {}
-    for test in experiments[dataset].test:
+    for test in experiment.test:
         out = details / test
         ctx.invoke(evaluate, dataset=test, checkpoint=checkpoint, out=out)
         summary[test] = json.loads((out / "metrics.json").read_text())

@@ -2,6 +2,7 @@
 
 import contextlib
 import logging
+import os
 from pathlib import Path
 
 import click
@@ -27,7 +28,7 @@ def find_iuv_store(dataset, variant=None):
 
 def mirror_map(params, dataset, root):
     """The mirror map for symmetry filling: the .mat file if given, the synthetic body's exact map
-    for ``synth``, else DESIGN.md's approximation; None when mirroring is off."""
+    for ``synth``, else docs/design.md's approximation; None when mirroring is off."""
     from densepose_textures.mirror import MirrorMap
 
     if not params.mirror:
@@ -44,6 +45,33 @@ def mirror_map(params, dataset, root):
             return body_mirror_map()
     log.info("no mirror file given: symmetry filling uses the approximate mirror map (recorded in the set)")
     return MirrorMap.approximate()
+
+
+def unrecorded_outputs(outputs, where):
+    """``[(stage, path, status)]`` for each of ``outputs`` that a stage of the DVC project holding
+    the path ``where`` declares, but whose present content DVC has not recorded (``dvc status``:
+    "not in cache", "modified"), so that ``dvc repro`` would rebuild it. Empty outside a DVC
+    project and under ``dvc repro`` itself, which records what its stages write."""
+    if os.environ.get("DVC_STAGE"):
+        return []
+    try:
+        from dvc.exceptions import DvcException
+        from dvc.repo import Repo
+    except ImportError:
+        return []
+    found = []
+    try:
+        with Repo(Repo.find_root(str(Path(where).resolve().parent))) as repo:
+            for path in outputs:
+                try:
+                    outs = repo.find_outs_by_path(str(Path(path).resolve()))
+                except DvcException:  # not an output of any stage
+                    continue
+                for out in outs:
+                    found.extend((out.stage.addressing, name, status) for name, status in out.status().items())
+    except DvcException as err:  # not a DVC project, or one DVC cannot read
+        log.debug("no DVC record checked: %s", err)
+    return found
 
 
 @contextlib.contextmanager
@@ -125,6 +153,13 @@ def gen_textures(dataset, variant, root, iuv_store, size, splat, fill, mirror, m
     else:
         click.echo(f"wrote {summary.path}: {summary.records} images, {summary.found} with a person "
                    f"({summary.resumed} resumed; {summary.images_per_second:.0f} images/s)")
+    unrecorded = unrecorded_outputs([store, out], where=out)
+    if unrecorded:
+        stages = " ".join(dict.fromkeys(stage for stage, _, _ in unrecorded))
+        listed = " and ".join(f"{path} ({status})" for _, path, status in unrecorded)
+        them = "them" if len(unrecorded) > 1 else "it"
+        click.echo(f"note: DVC has not recorded {listed}: `dvc repro` would rebuild {them}. To keep {them} as "
+                   f"the stages' results: `dvc commit -f {stages}` (README: Sharing a set)")
 
 
 @click.group("textures")
@@ -183,17 +218,22 @@ def show(path, count, root, seed, out):
 @click.option("--out", type=click.Path(dir_okay=False), default="atlas.png", show_default=True, help="PNG to write.")
 @user_errors
 def atlas(path, key, what, scale, out):
-    """Write one texture in DensePose's atlas layout (6P x 4P; `apply_net.py show --texture_atlas`)."""
+    """Write one texture in DensePose's atlas layout (6P x 4P; `apply_net.py show --texture_atlas`).
+
+    The fill steps (--what provenance) come with a legend of their colours below the atlas."""
     from densepose_textures.imageio import write_rgb
-    from densepose_textures.pictures import record_atlas_image
+    from densepose_textures.pictures import record_atlas_image, with_legend
     from densepose_textures.shards import TextureSet
 
     ts = TextureSet(path)
     image = record_atlas_image(ts.get(key), what)
     if scale > 1:
         image = image.repeat(scale, axis=0).repeat(scale, axis=1)
+    if what == "provenance":
+        image = with_legend(image)
     write_rgb(out, image)
-    click.echo(f"wrote {out} ({image.shape[1]}x{image.shape[0]}, P={ts.size * scale})")
+    enlarged = f", enlarged {scale}x" if scale > 1 else ""
+    click.echo(f"wrote {out} ({image.shape[1]}x{image.shape[0]}: {what} of {key}, P={ts.size}{enlarged})")
 
 
 @textures.command("quality")

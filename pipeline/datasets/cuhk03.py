@@ -9,8 +9,10 @@ Layout (``root`` or ``root/cuhk03/``)::
     cuhk03_release/cuhk-03.mat                  raw MATLAB v7.3 file (images as cells)
     images_labeled/1_001_1_01.png               written by ``sanreid datasets prepare-cuhk03``
     images_detected/                            names: pair_person_view_image, 1-based
-    cuhk03_new_protocol_config_labeled.mat      filelist, labels, camId (1/2),
-    cuhk03_new_protocol_config_detected.mat     train_idx, query_idx, gallery_idx (1-based)
+    cuhk03_new_protocol_config_labeled.mat      the 767/700 split (MATLAB v5), N x 1 columns:
+    cuhk03_new_protocol_config_detected.mat     filelist (cell of names), labels (1..1467),
+                                                camId (1/2), train_idx, query_idx, gallery_idx
+                                                (1-based rows); N = 14,096 labeled, 14,097 detected
 
 ``cuhk03`` reads the labeled variant (as the official SAN code), ``variant="detected"``
 the other; ``cuhk03_labeled`` and ``cuhk03_detected`` name them directly.
@@ -41,20 +43,29 @@ def protocol_file(variant):
     return f"cuhk03_new_protocol_config_{variant}.mat"
 
 
+def expected_files(variant):
+    """What a CUHK03 folder must hold for ``variant``, for error messages."""
+    return (f"{protocol_file(variant)} (the 767/700 split, from github.com/zhunzhong07/person-re-ranking, "
+            f"evaluation/data/CUHK03) and images_{variant}/ (extracted from cuhk03_release/cuhk-03.mat by "
+            "`sanreid datasets prepare-cuhk03`), in the root or in its cuhk03/ folder")
+
+
 def locate(root, variant):
+    name = paths.canonical_name("cuhk03", variant)
     root = Path(root).expanduser()
     if not root.exists():
-        raise DatasetError(f"cuhk03: dataset root {root} does not exist")
+        raise DatasetError(f"{name}: dataset root {root} does not exist (expected {expected_files(variant)})")
     for folder in (root, root / "cuhk03"):
         if (folder / protocol_file(variant)).is_file():
             return folder
+    present = sorted(p.name for p in root.iterdir())[:10] if root.is_dir() else []
     raise DatasetError(
-        f"cuhk03: expected the split file {protocol_file(variant)} in {root} or {root / 'cuhk03'} "
-        "(from github.com/zhunzhong07/person-re-ranking, evaluation/data/CUHK03)"
+        f"{name}: expected the split file {protocol_file(variant)} in {root} or {root / 'cuhk03'}; "
+        f"found {present or 'nothing'} (expected {expected_files(variant)})"
     )
 
 
-def read_protocol(path):
+def read_protocol(path, name="cuhk03"):
     """The fields of a new-protocol .mat file as flat arrays (indices made 0-based)."""
     from scipy.io import loadmat
     from scipy.io.matlab import MatReadError
@@ -62,23 +73,25 @@ def read_protocol(path):
     try:
         mat = loadmat(str(path))
     except (MatReadError, OSError, ValueError, TypeError, NotImplementedError) as err:
-        raise DatasetError(f"cuhk03: cannot read split file {path} ({err}); expected a MATLAB v5 .mat") from err
+        raise DatasetError(f"{name}: cannot read split file {path} ({err}); expected a MATLAB v5 .mat") from err
     missing = [f for f in FIELDS if f not in mat]
     if missing:
-        raise DatasetError(f"cuhk03: split file {path} lacks the field(s) {', '.join(missing)}; expected {', '.join(FIELDS)}")
+        raise DatasetError(f"{name}: split file {path} lacks the field(s) {', '.join(missing)}; "
+                           f"expected {', '.join(FIELDS)}")
     files = [str(np.ravel(cell)[0]) for cell in np.ravel(mat["filelist"])]
     labels = np.ravel(mat["labels"]).astype(np.int64)
     cams = np.ravel(mat["camId"]).astype(np.int64)
     if not len(files) == len(labels) == len(cams):
-        raise DatasetError(f"cuhk03: {path}: filelist, labels and camId differ in length")
+        raise DatasetError(f"{name}: {path}: filelist, labels and camId differ in length")
     bad = np.flatnonzero((cams < 1) | (cams > 2))
     if len(bad):
-        raise DatasetError(f"cuhk03: camera {cams[bad[0]]} of {files[bad[0]]} in {path} is outside the dataset's range 1..2")
+        raise DatasetError(f"{name}: camera {cams[bad[0]]} of {files[bad[0]]} in {path} is outside the dataset's "
+                           "range 1..2")
     splits = {}
     for split in ("train", "query", "gallery"):
         idx = np.ravel(mat[f"{split}_idx"]).astype(np.int64) - 1
         if len(idx) and (idx.min() < 0 or idx.max() >= len(files)):
-            raise DatasetError(f"cuhk03: {split}_idx of {path} must be 1-based indices into filelist (1..{len(files)})")
+            raise DatasetError(f"{name}: {split}_idx of {path} must be 1-based indices into filelist (1..{len(files)})")
         splits[split] = idx
     return files, labels, cams - 1, splits
 
@@ -88,8 +101,9 @@ def cuhk03(root, variant="labeled"):
     """CUHK03, 767/700 protocol; labeled boxes by default, variant=detected for DPM boxes."""
     if variant not in VARIANTS:
         raise DatasetError(f"cuhk03: variant {variant!r} is not one of {', '.join(VARIANTS)}")
+    name = paths.canonical_name("cuhk03", variant)
     folder = locate(root, variant)
-    files, labels, cams, idx = read_protocol(folder / protocol_file(variant))
+    files, labels, cams, idx = read_protocol(folder / protocol_file(variant), name)
     image_dir = f"images_{variant}"
     items = {
         split: [(f"{image_dir}/{files[i]}", int(labels[i]), int(cams[i])) for i in indices]
@@ -97,13 +111,12 @@ def cuhk03(root, variant="labeled"):
     }
     if not (folder / image_dir).is_dir():
         raise DatasetError(
-            f"cuhk03: {folder / image_dir} does not exist: extract the images from cuhk-03.mat with "
+            f"{name}: {folder / image_dir} does not exist: extract the images from cuhk-03.mat with "
             f"`sanreid datasets prepare-cuhk03 --root {folder}`"
         )
     for split, split_items in items.items():
-        check_files_exist(folder, split_items, "cuhk03", f"{protocol_file(variant)} ({split}); "
+        check_files_exist(folder, split_items, name, f"{protocol_file(variant)} ({split}); "
                           f"run `sanreid datasets prepare-cuhk03 --root {folder}`")
-    name = paths.canonical_name("cuhk03", variant)
     return ReidDataset(name, folder, relabel(items["train"]), items["query"], items["gallery"])
 
 

@@ -1,0 +1,84 @@
+"""The pipeline's report helpers: test-set digests (the evaluation stages' data dependency)."""
+
+import json
+import shutil
+
+from click.testing import CliRunner
+
+from pipeline import datasets
+from pipeline.cli import main
+from pipeline.report import digest_test_splits
+
+
+def _digest(root):
+    return digest_test_splits(datasets.load("synth", root))
+
+
+def test_digest_follows_the_test_images_and_nothing_else(synth_root, tmp_path):
+    root = tmp_path / "synth"
+    shutil.copytree(synth_root, root)
+    before = _digest(root)
+    assert before["query"] and before["gallery"]
+
+    train_image = next((root / "bounding_box_train").iterdir())
+    train_image.write_bytes(train_image.read_bytes() + b"\0")
+    assert _digest(root) == before  # the training split is not the evaluation's input
+
+    query_image = sorted((root / "query").iterdir())[0]
+    data = query_image.read_bytes()
+    query_image.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    assert _digest(root)["sha256"] != before["sha256"]  # same names, other bytes
+
+    query_image.write_bytes(data)
+    assert _digest(root) == before
+    query_image.rename(root / "bounding_box_test" / query_image.name)  # one image moved to the gallery
+    moved = _digest(root)
+    assert (moved["query"], moved["gallery"]) == (before["query"] - 1, before["gallery"] + 1)
+    assert moved["sha256"] != before["sha256"]
+
+
+def test_test_digest_command_writes_one_entry_per_test_set(synth_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data/raw").mkdir(parents=True)
+    (tmp_path / "data/raw/synth").symlink_to(synth_root)
+    (tmp_path / "params.yaml").write_text("experiments:\n  synth: {test: [synth]}\n")
+    result = CliRunner().invoke(main, ["test-digest", "--dataset", "synth"])
+    assert result.exit_code == 0, result.output
+    written = json.loads((tmp_path / "data/metrics/runs/synth/test-data.json").read_text())
+    assert written == {"synth": _digest(synth_root)}
+
+    result = CliRunner().invoke(main, ["test-digest", "--dataset", "market1501"])
+    assert result.exit_code == 2 and "no experiment trains on 'market1501'" in result.output
+
+
+def _write_run(root, train, variant, seed, test, cmc, cmc_rerank):
+    folder = root / "data/metrics/runs" / train / variant / f"seed{seed}" / test
+    folder.mkdir(parents=True)
+    rows = [{"rank": r + 1, "cmc": c, "cmc_rerank": rr} for r, (c, rr) in enumerate(zip(cmc, cmc_rerank))]
+    (folder / "cmc.json").write_text(json.dumps({"cmc": rows}))
+
+
+def test_one_cmc_plot_per_experiment_compares_the_variants(tmp_path, monkeypatch):
+    from train.evaluation import pictures
+
+    from pipeline.params import Experiment
+    from pipeline.report import write_cmc_files
+
+    monkeypatch.chdir(tmp_path)
+    _write_run(tmp_path, "market1501", "baseline", 0, "partial_reid", [0.5, 0.7, 0.9], [0.6, 0.8, 0.9])
+    _write_run(tmp_path, "market1501", "baseline", 1, "partial_reid", [0.3, 0.5, 0.7], [0.4, 0.6, 0.7])
+    _write_run(tmp_path, "market1501", "san", 0, "partial_reid", [0.6, 0.8, 1.0], [0.7, 0.9, 1.0])
+    drawn = {}
+    monkeypatch.setattr(pictures, "plot_cmc", lambda path, curves, title="": drawn.update(
+        {path.name: (sorted(curves), title)}) or path.write_bytes(b"png"))
+
+    write_cmc_files({"market1501": Experiment(test=["partial_reid", "market1501"])}, [0, 1], tmp_path / "cmc")
+
+    name = "trained-on-market1501-tested-on-partial_reid"
+    assert sorted(p.name for p in (tmp_path / "cmc").iterdir()) == [f"{name}.json", f"{name}.png"]  # no runs: no plot
+    rows = json.loads((tmp_path / "cmc" / f"{name}.json").read_text())
+    assert rows[0] == {"rank": 1, "baseline": 40.0, "baseline re-ranked": 50.0, "SAN": 60.0, "SAN re-ranked": 70.0}
+    assert [row["rank"] for row in rows] == [1, 2, 3]
+    labels, title = drawn[f"{name}.png"]
+    assert labels == ["SAN", "SAN re-ranked", "baseline", "baseline re-ranked"]
+    assert title == "CMC: trained on market1501, tested on partial_reid (mean of seeds 0, 1)"
