@@ -92,3 +92,25 @@ def test_gen_textures_fused_and_truth_sets_beside_the_per_image_one(synth_root, 
     assert both.exit_code == 2 and "use fuse 'none'" in both.output
     real = run("gen-textures", "--dataset", "market1501", "--source", "truth")
     assert real.exit_code == 2 and "only the synthetic dataset" in real.output and "Traceback" not in real.output
+
+    assert run(*common).exit_code == 0  # the per-image set, data/textures/synth
+    names = ["synth", "synth-fused", "synth-truth"]
+    table = run("textures", "quality", *(f"data/textures/{n}" for n in names), "--truth", str(synth_root))
+    assert table.exit_code == 0, table.output
+    rows = {tuple(cell.strip() for cell in line.strip("|").split("|")[:2]): line.split("|")[-3].strip()
+            for line in table.output.splitlines() if line.startswith("| synth")}
+    for label in ("synth: nearest (as stored)", "synth-fused: nearest, fused by identity (as stored)",
+                  "synth-truth: truth (as stored)"):
+        assert {(label, region) for region in ("observed in the image", "not observed", "all")} <= set(rows)
+    assert float(rows[("synth-truth: truth (as stored)", "all")]) < 0.5  # only the resampling to P = 8
+    assert "| synth-fused: nearest, fused by identity (as stored) | identity |" in table.output
+    refill = run("textures", "quality", "data/textures/synth-fused", "--truth", str(synth_root), "--methods", "all")
+    assert refill.exit_code == 2 and "per-image set" in refill.output
+
+    from pipeline.report import texture_quality_sections
+
+    (tmp_path / "data" / "raw").mkdir()
+    (tmp_path / "data" / "raw" / "synth").symlink_to(synth_root)
+    section = texture_quality_sections({"synth": None})[0]
+    for label in ("nearest (as stored)", "nearest, fused by identity (as stored)", "truth (as stored)"):
+        assert f"| {label} | not observed |" in section and f"| {label} | all |" in section

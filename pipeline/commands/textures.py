@@ -255,22 +255,23 @@ def atlas(path, key, what, scale, out):
 
 
 @textures.command("quality")
-@click.argument("path", type=click.Path(file_okay=False))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(file_okay=False))
 @click.option("--truth", required=True, type=click.Path(),
               help="Ground truth: a synthetic dataset's textures.h5 (or its folder).")
 @click.option("--methods", default=None,
-              help="Comma-separated fill methods to re-run on the set's observed texels (nearest,pushpull,telea or "
-                   "all) [default: only the set's own fill].")
+              help="Comma-separated fill methods to re-run on the observed texels of a per-image set "
+                   "(nearest,pushpull,telea or all) [default: only the set's own fill].")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Measure only the first N images with a person.")
 @user_errors
-def quality(path, truth, methods, limit):
-    """Per fill step: share of texels, mean absolute error and PSNR against the true textures."""
+def quality(paths, truth, methods, limit):
+    """Error against the true textures of one or more sets (per-image, fused, truth): by region
+    (texels the image shows, those it does not, all), then by fill step (share, MAE, PSNR)."""
     from densepose_textures.fill import FILL_METHODS
-    from densepose_textures.quality import format_table, measure_quality
+    from densepose_textures.quality import format_regions_table, format_table, measure_quality
     from densepose_textures.shards import TextureSet
     from densepose_textures.synth import read_truth
 
-    ts = TextureSet(path)
+    sets = [TextureSet(path) for path in paths]
     chosen = None
     if methods:
         chosen = list(FILL_METHODS) if methods == "all" else [m.strip() for m in methods.split(",") if m.strip()]
@@ -278,5 +279,10 @@ def quality(path, truth, methods, limit):
         if unknown:
             raise InputError(f"unknown fill method(s) {', '.join(unknown)}; choose from {', '.join(FILL_METHODS)} or all")
     truth_textures, _ = read_truth(truth)
-    results = measure_quality(ts, truth_textures, methods=chosen, limit=limit)
+    results = {}
+    for ts in sets:
+        for label, result in measure_quality(ts, truth_textures, methods=chosen, limit=limit).items():
+            results[f"{ts.path.name}: {label}" if len(sets) > 1 else label] = result
+    click.echo(format_regions_table(results))
+    click.echo()
     click.echo(format_table(results))
