@@ -118,3 +118,18 @@ def test_truth_set_holds_the_true_atlases_at_p(sets, synth_root, synth_iuv_store
         build(tmp_path / "x", synth_iuv_store, synth_root, source="truth", truth={1: truth[1]})
     with pytest.raises(InputError, match="fuse 'none'"):
         build(tmp_path / "x", synth_iuv_store, synth_root, source="truth", fuse="identity")
+
+
+def test_a_set_from_before_sources_and_fusion_counts_as_per_image(sets, synth_root, synth_iuv_store, tmp_path):
+    import shutil
+
+    import h5py
+
+    old = tmp_path / "old"
+    shutil.copytree(sets[0].path, old)
+    with h5py.File(old / "index.h5", "a") as f:  # a test copy: the attributes as sets had them before
+        for name in ("source", "fuse", "truth_digest"):
+            del f.attrs[name]
+    assert build(old, synth_iuv_store, synth_root).reused
+    with pytest.raises(InputError, match=r"fuse='none', this run asks for fuse='identity'"):
+        build(old, synth_iuv_store, synth_root, fuse="identity")
