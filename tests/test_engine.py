@@ -1,4 +1,6 @@
 import json
+import logging
+import sys
 
 import numpy as np
 import pytest
@@ -7,6 +9,7 @@ from click.testing import CliRunner
 
 from pipeline.cli import main
 from train.data import TrainImages, batch_to_device
+from train.engine import Logger
 from train.export import load_encoder
 from train.model import SAN
 from train.objective import SANObjective
@@ -142,3 +145,15 @@ def test_the_library_trains_exactly_as_the_cli(train_set, tmp_path):
     a, b = (torch.load(p, map_location="cpu", weights_only=True) for p in (direct, tmp_path / "cli" / "last.pt"))
     assert a["run"] == b["run"] and a["model_args"] == b["model_args"] and a["epoch"] == b["epoch"] == 1
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_training_logs_nothing_without_dvclive(monkeypatch, tmp_path, caplog):
+    monkeypatch.setitem(sys.modules, "dvclive", None)  # import dvclive raises ImportError
+    with caplog.at_level(logging.INFO, logger="train.engine"):
+        logger = Logger(tmp_path / "dvclive", resume=False, step=0)
+    logger.log({"loss/id": 1.0})
+    logger.image("textures.png", np.zeros((4, 4, 3), np.uint8))
+    logger.next_step()
+    logger.end()
+    assert logger.live is None and "dvclive is not installed" in caplog.text
+    assert not (tmp_path / "dvclive").exists()

@@ -17,6 +17,7 @@ worker state, so runs are identical whatever the number of workers and resume.
 import logging
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -48,18 +49,41 @@ def join_textures(items, textures):
     return np.array([where[rel] for rel, _, _ in items], dtype=np.int64)
 
 
-def random_erasing(image, rng, fill, area=(0.02, 0.4), min_aspect=0.3, attempts=100):
-    """torchreid's RandomErasing: one rectangle of random area and aspect, filled with ``fill``."""
-    h, w = image.shape[:2]
+class Augmentation(NamedTuple):
+    """One sample's augmentation draws: what both data paths apply (:mod:`train.device_data` too)."""
+
+    crop: tuple | None  # (y, x) of the crop in the image enlarged by resize_crop; None: plain resize
+    flip: bool
+    erase: tuple | None  # (y, x, height, width) of the erased rectangle, after the flip
+
+
+def erasing_box(rng, h, w, area=(0.02, 0.4), min_aspect=0.3, attempts=100):
+    """torchreid's RandomErasing rectangle ``(y, x, height, width)``: random area and aspect; None when none fits."""
     for _ in range(attempts):
         target = rng.uniform(*area) * h * w
         aspect = rng.uniform(min_aspect, 1.0 / min_aspect)
         eh, ew = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
         if 0 < eh < h and 0 < ew < w:
             y, x = rng.integers(0, h - eh + 1), rng.integers(0, w - ew + 1)
-            image[y:y + eh, x:x + ew] = fill
-            return image
-    return image
+            return int(y), int(x), eh, ew
+    return None
+
+
+def draw_augmentation(rng, size, *, flip, resize_crop, resize_crop_prob, erasing):
+    """The :class:`Augmentation` of one sample at training ``size`` (H, W), drawn from ``rng`` in a fixed order."""
+    h, w = size
+    crop = None
+    if resize_crop > 1 and rng.random() < resize_crop_prob:
+        bh, bw = enlarged(size, resize_crop)
+        crop = (int(rng.integers(0, bh - h + 1)), int(rng.integers(0, bw - w + 1)))
+    flipped = bool(flip and rng.random() < 0.5)
+    erase = erasing_box(rng, h, w) if rng.random() < erasing else None
+    return Augmentation(crop, flipped, erase)
+
+
+def enlarged(size, factor):
+    """(H, W) of the image the resize-crop cuts from."""
+    return int(round(size[0] * factor)), int(round(size[1] * factor))
 
 
 class TrainImages(torch.utils.data.Dataset):
@@ -97,31 +121,30 @@ class TrainImages(torch.utils.data.Dataset):
         index, epoch, slot = key if isinstance(key, tuple) else (key, None, None)
         rel, pid, _ = self.items[index]
         image = read_rgb(self.root / rel)
-        flipped = False
-        if epoch is None:
-            image = cv2.resize(image, self.size[::-1], interpolation=cv2.INTER_LINEAR)
+        h, w = self.size
+        aug = Augmentation(None, False, None) if epoch is None else self.augmentation(epoch, slot)
+        if aug.crop is None:
+            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
         else:
-            rng = np.random.default_rng([self.seed, epoch, slot])
-            image = self._resize_crop(image, rng)
-            flipped = self.flip and rng.random() < 0.5
-            if flipped:
-                image = image[:, ::-1]
-            image = np.ascontiguousarray(image)
-            if rng.random() < self.erasing:
-                image = random_erasing(image, rng, self.fill)
+            bh, bw = enlarged(self.size, self.resize_crop)
+            y, x = aug.crop
+            image = cv2.resize(image, (bw, bh), interpolation=cv2.INTER_LINEAR)[y:y + h, x:x + w]
+        if aug.flip:
+            image = image[:, ::-1]
+        image = np.ascontiguousarray(image)
+        if aug.erase is not None:
+            y, x, eh, ew = aug.erase
+            image[y:y + eh, x:x + ew] = self.fill
         sample = {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), "pid": int(pid)}
         if self.textures is not None:
-            sample.update(self.target(index, flipped))
+            sample.update(self.target(index, aug.flip))
         return sample
 
-    def _resize_crop(self, image, rng):
-        h, w = self.size
-        if self.resize_crop <= 1 or rng.random() >= self.resize_crop_prob:
-            return cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
-        bh, bw = int(round(h * self.resize_crop)), int(round(w * self.resize_crop))
-        big = cv2.resize(image, (bw, bh), interpolation=cv2.INTER_LINEAR)
-        y, x = rng.integers(0, bh - h + 1), rng.integers(0, bw - w + 1)
-        return big[y:y + h, x:x + w]
+    def augmentation(self, epoch, slot):
+        """The :class:`Augmentation` of the sample at ``slot`` of ``epoch``: a function of ``(seed, epoch, slot)``."""
+        return draw_augmentation(np.random.default_rng([self.seed, epoch, slot]), self.size, flip=self.flip,
+                                 resize_crop=self.resize_crop, resize_crop_prob=self.resize_crop_prob,
+                                 erasing=self.erasing)
 
     def target(self, index, flipped):
         """Target atlas image (3, 6P, 4P) and provenance (1, 6P, 4P), mirrored when the image is flipped."""

@@ -115,13 +115,17 @@ def fit(module, loader, sampler, optim, prepare, *, start_epoch, total_epochs, d
 
 
 class Logger:
-    """dvclive metrics and images on the main process; a no-op elsewhere. One dvclive step per epoch."""
+    """dvclive metrics and images on the main process; a no-op elsewhere, and where dvclive is not installed
+    (a bare GPU machine). One dvclive step per epoch."""
 
     def __init__(self, directory, *, resume, step, enabled=True):
         self.live = None
         if enabled:
-            from dvclive import Live
-
+            try:
+                from dvclive import Live
+            except ImportError:
+                log.info("dvclive is not installed: metrics are only logged, not written to %s", directory)
+                return
             self.live = Live(dir=str(directory), resume=resume, save_dvc_exp=False, dvcyaml=False)
             self.live.step = step
 

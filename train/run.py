@@ -21,7 +21,8 @@ from densepose_textures.errors import InputError
 from densepose_textures.imageio import write_rgb
 
 from . import checkpoint as ckpt
-from .data import IMAGENET_MEAN, IMAGENET_STD, TrainImages, batch_to_device, make_loader
+from .data import IMAGENET_MEAN, IMAGENET_STD, TrainImages, batch_to_device
+from .device_data import build_loader
 from .engine import Logger, fit, setup_distributed
 from .model import SAN
 from .objective import SANObjective
@@ -33,6 +34,7 @@ from .visual import texture_rows
 log = logging.getLogger(__name__)
 
 VARIANTS = ("baseline", "san")
+HOW_LOADED = ("workers", "loader", "device_budget_gb")  # data settings a resume may change
 AMP_MODES = ("none", "bf16", "fp16")
 
 
@@ -71,7 +73,7 @@ class TrainData:
 
     images: TrainImages
     sampler: IdentitySampler
-    loader: torch.utils.data.DataLoader
+    loader: object  # a DataLoader, or a train.device_data.DeviceLoader
     preprocess: dict  # height, width, mean, std
 
     @property
@@ -79,15 +81,18 @@ class TrainData:
         return int(self.images.pids.max()) + 1
 
 
-def build_data(settings, root, items, textures, device, *, rank=0, world=1):
-    """Augmented images (with texture targets when ``textures`` is a set), the P x K sampler, the loader."""
+def build_data(settings, root, items, textures, device, *, rank=0, world=1, progress=True):
+    """Augmented images (with texture targets when ``textures`` is a set), the P x K sampler, the loader
+    (``data.loader``: DataLoader workers, or the set held on the device, :mod:`train.device_data`)."""
     d = settings.data
     images = TrainImages(root, items, textures, seed=settings.seed, height=d.height, width=d.width, flip=d.flip,
                          resize_crop=d.resize_crop, resize_crop_prob=d.resize_crop_prob, erasing=d.erasing)
     sampler = IdentitySampler(images.pids, d.ids_per_batch, d.images_per_id, seed=settings.seed, rank=rank,
                               world_size=world)
     preprocess = {"height": d.height, "width": d.width, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
-    return TrainData(images, sampler, make_loader(images, sampler, workers=d.workers, device=device), preprocess)
+    loader = build_loader(images, sampler, loader=d.loader, budget_gb=d.device_budget_gb, workers=d.workers,
+                          device=device, progress=progress)
+    return TrainData(images, sampler, loader, preprocess)
 
 
 def build_model(settings, data, device):
@@ -110,8 +115,8 @@ def build_objective(settings, net, device, world):
 
 
 def run_record(settings, variant, data):
-    """The settings a checkpoint records and a resume must match (the number of loader workers may change)."""
-    data_settings = {k: v for k, v in asdict(settings.data).items() if k != "workers"}
+    """The settings a checkpoint records and a resume must match (how the data is loaded may change)."""
+    data_settings = {k: v for k, v in asdict(settings.data).items() if k not in HOW_LOADED}
     textures = data.images.textures
     return _plain({"variant": variant, "seed": settings.seed, "data": data_settings, "optim": asdict(settings.optim),
                    "loss": asdict(settings.loss), "amp": settings.amp,
@@ -242,7 +247,7 @@ def train_model(settings, *, variant, dataset, out_dir, textures=None, evaluatio
     total_epochs = settings.optim.warmup_epochs + settings.epochs
 
     data = build_data(settings, dataset.root, dataset.train, textures if variant == "san" else None, device,
-                      rank=rank, world=world)
+                      rank=rank, world=world, progress=progress and main)
     net = build_model(settings, data, device)
     model_args = _plain(net.model_args)
     optimization = build_optimization(settings, net, device, world)

@@ -30,6 +30,8 @@ class DataParams:
     resize_crop: float = 1.125  # random resize-crop factor
     resize_crop_prob: float = 0.5  # share of images resize-cropped (the others are only resized), as torchreid
     erasing: float = 0.5  # random erasing probability
+    loader: str = "worker"  # worker (DataLoader processes) | device (set held on the training device) | auto
+    device_budget_gb: float = 2.0  # most memory the device path may hold; auto takes it when the set fits
 
 
 @dataclass
