@@ -27,8 +27,9 @@ def iuv_store(dataset):
     return DATA / "iuv" / f"{dataset}.h5"
 
 
-def texture_set(dataset):
-    return DATA / "textures" / dataset
+def texture_set(dataset, targets="per-image"):
+    """``data/textures/<dataset>`` (the per-image set), ``<dataset>-fused`` or ``<dataset>-truth``."""
+    return DATA / "textures" / (dataset if targets == "per-image" else f"{dataset}-{targets}")
 
 
 def model_dir(dataset, variant):
