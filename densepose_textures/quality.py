@@ -2,7 +2,9 @@
 
 For every image with a person whose identity has a true atlas, each texel's error is
 charged to the fill step that set it (its provenance), so the table shows how good the
-observed texels, the mirrored ones, the in-part fill, and so on, each are.
+observed texels, the mirrored ones, the in-part fill, and so on, each are; and to the region
+it lies in, the texels the image shows (``observed``) or the ones it does not, so per-image,
+identity-fused and true targets compare on the same texels.
 """
 
 import re
@@ -11,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .atlas import texel_to_uv, uv_to_texel
+from .errors import InputError
 from .fill import fill_atlases
 from .parts import NUM_PARTS
 from .provenance import Provenance
@@ -45,51 +48,83 @@ def resample_truth(truth, size):
     return (sums / counts[:, None]).reshape(NUM_PARTS, size, size, 3)
 
 
-class _Tally:
-    def __init__(self):
-        self.count = np.zeros(256, np.int64)
-        self.abs = np.zeros(256)
-        self.sq = np.zeros(256)
+REGIONS = ("observed in the image", "not observed", "all")
 
-    def add(self, texture, truth, provenance):
+
+def _row(count, abs_sum, sq_sum, total):
+    mae = abs_sum / (3 * count) if count else float("nan")
+    mse = sq_sum / (3 * count) if count else float("nan")
+    psnr = 10 * np.log10(255.0 ** 2 / mse) if count and mse > 0 else (float("inf") if count else float("nan"))
+    return {"share": count / total if total else 0.0, "mae": mae, "psnr": psnr, "texels": int(count)}
+
+
+class _Tally:
+    """Error sums by provenance code (256 bins) and by region (observed in the image or not)."""
+
+    def __init__(self):
+        self.count, self.abs, self.sq = np.zeros(256, np.int64), np.zeros(256), np.zeros(256)
+        self.region = np.zeros((3, 2))  # rows: count, abs, sq; columns: not observed, observed
+
+    def add(self, texture, truth, provenance, observed):
         err = texture.astype(np.float64) - truth  # (..., 3)
         code = provenance.ravel()
+        abs_err, sq_err = np.abs(err).sum(-1).ravel(), (err ** 2).sum(-1).ravel()
         self.count += np.bincount(code, minlength=256)
-        self.abs += np.bincount(code, np.abs(err).sum(-1).ravel(), minlength=256)
-        self.sq += np.bincount(code, (err ** 2).sum(-1).ravel(), minlength=256)
+        self.abs += np.bincount(code, abs_err, minlength=256)
+        self.sq += np.bincount(code, sq_err, minlength=256)
+        person = code != Provenance.NO_PERSON
+        seen = (observed.ravel() > 0)[person].astype(np.int64)
+        for row, weights in enumerate((None, abs_err[person], sq_err[person])):
+            self.region[row] += np.bincount(seen, weights, minlength=2)
 
     def rows(self):
         total = self.count[STEPS].sum()
         rows = []
         for code in STEPS + ["all"]:
             idx = STEPS if code == "all" else [code]
-            n = self.count[idx].sum()
-            mae = self.abs[idx].sum() / (3 * n) if n else float("nan")
-            mse = self.sq[idx].sum() / (3 * n) if n else float("nan")
-            psnr = 10 * np.log10(255.0 ** 2 / mse) if n and mse > 0 else (float("inf") if n else float("nan"))
-            rows.append({"step": code if code == "all" else code.label, "share": n / total if total else 0.0,
-                         "mae": mae, "psnr": psnr, "texels": int(n)})
+            sums = (self.count[idx].sum(), self.abs[idx].sum(), self.sq[idx].sum())
+            rows.append({"step": code if code == "all" else code.label, **_row(*sums, total)})
         return rows
 
+    def region_rows(self):
+        total = self.region[0].sum()
+        columns = (self.region[:, 1], self.region[:, 0], self.region.sum(axis=1))
+        return [{"region": name, **_row(*sums, total)} for name, sums in zip(REGIONS, columns)]
 
-def measure_quality(texture_set, truth, methods=None, limit=None, batch_size=64):
-    """Per fill step error of ``texture_set`` against ``truth`` ({raw pid: (24, Pt, Pt, 3)}).
 
-    ``methods``: fill methods to re-run on the set's observed texels with the set's mirror map
-    (None: the set as stored). Returns {label: {"images": n, "rows": [...]}} where each row has
-    ``step``, ``share`` (of the person texels), ``mae`` and ``psnr`` (8-bit scale), ``texels``.
+def describe_targets(attrs):
+    """How a set's targets were made, in a few words: ``nearest``, ``nearest, fused by identity``, ``truth``."""
+    if attrs.get("source", "warp") == "truth":
+        return "truth"
+    fill = attrs.get("fill", "?")
+    return f"{fill}, fused by identity" if attrs.get("fuse", "none") == "identity" else fill
+
+
+def measure_quality(texture_set, truth, methods=None, limit=None, batch_size=64, label=None):
+    """Error of ``texture_set`` against ``truth`` ({raw pid: (24, Pt, Pt, 3)}), per fill step and per region.
+
+    ``methods``: fill methods to re-run on the observed texels of a per-image set with the set's
+    mirror map (None: the set as stored, labelled ``label`` or by :func:`describe_targets`).
+    Returns {label: {"images": n, "rows": [...], "regions": [...]}}: each row has ``step`` (or
+    ``region``: observed in the image, not observed, all), ``share`` (of the person texels),
+    ``mae`` and ``psnr`` (8-bit scale), ``texels``.
     """
     size = texture_set.size
-    mirror = texture_set.mirror_index if texture_set.attrs.get("mirror", True) else None
-    labels = [f"{texture_set.attrs.get('fill', '?')} (as stored)"] if methods is None else list(methods)
-    tallies = {label: _Tally() for label in labels}
+    attrs = texture_set.attrs
+    if methods is not None and (attrs.get("source", "warp"), attrs.get("fuse", "none")) != ("warp", "none"):
+        raise InputError(f"{texture_set.path} holds {describe_targets(attrs)} targets: fill methods can only be "
+                         "re-run on a per-image set (source warp, fuse none)")
+    mirror = texture_set.mirror_index if attrs.get("mirror", True) else None
+    labels = [label or f"{describe_targets(attrs)} (as stored)"] if methods is None else list(methods)
+    tallies = {name: _Tally() for name in labels}
     resampled = {}
     images = 0
     for start, arrays in texture_set.batches(batch_size=batch_size):
         keep = []
-        for j in range(len(arrays["provenance"])):
+        person = (arrays["provenance"].reshape(len(arrays["provenance"]), -1) != Provenance.NO_PERSON).any(axis=1)
+        for j in np.flatnonzero(person):
             pid = raw_pid(texture_set.keys[start + j])
-            if pid in truth and arrays["observed"][j].any() and (limit is None or images < limit):
+            if pid in truth and (limit is None or images < limit):
                 keep.append(j)
                 images += 1
                 if pid not in resampled:
@@ -98,15 +133,29 @@ def measure_quality(texture_set, truth, methods=None, limit=None, batch_size=64)
             continue
         true = np.stack([resampled[raw_pid(texture_set.keys[start + j])] for j in keep])
         texture, observed, provenance = (arrays[k][keep] for k in ("texture", "observed", "provenance"))
-        for label in labels:
+        for name in labels:
             if methods is None:
-                tallies[label].add(texture, true, provenance)
+                tallies[name].add(texture, true, provenance, observed)
             else:
-                filled, steps = fill_atlases(np.where(observed[..., None] > 0, texture, 0), observed, mirror, label)
-                tallies[label].add(filled, true, steps)
+                filled, steps = fill_atlases(np.where(observed[..., None] > 0, texture, 0), observed, mirror, name)
+                tallies[name].add(filled, true, steps, observed)
         if limit is not None and images >= limit:
             break
-    return {label: {"images": images, "rows": tally.rows()} for label, tally in tallies.items()}
+    return {name: {"images": images, "rows": tally.rows(), "regions": tally.region_rows()}
+            for name, tally in tallies.items()}
+
+
+def format_regions_table(results):
+    """Plain-text (and Markdown) table of :func:`measure_quality` results by region: the texels each
+    image shows, those it does not, and all."""
+    lines = ["| targets | texels | images | share of texels | MAE | PSNR (dB) |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for label, result in results.items():
+        for row in result["regions"]:
+            lines.append(f"| {label} | {row['region']} | {result['images']} | {row['share']:.1%} | "
+                         f"{row['mae']:.1f} | {row['psnr']:.1f} |")
+    lines.append("(images with a person; errors in 8-bit levels per channel, against the true atlases at the set's P)")
+    return "\n".join(lines)
 
 
 def format_table(results):

@@ -1,5 +1,10 @@
 """Build a texture set from an IUV store and the images: warp, fill, write shards.
 
+Three kinds of targets (``source`` and ``fuse``): each image's own warped texels, filled
+(``warp``, ``none``); the identity-fused atlas (``warp``, ``identity``: :mod:`.fuse`; the images
+of one identity travel in one chunk); the renderer's true atlas resampled to P (``truth``,
+synthetic sets only; ``observed`` still says what each image's IUV showed).
+
 Work is split into chunks of images run by a joblib process pool (or any joblib backend, such
 as Dask's, set by the caller with ``joblib.parallel_config``); results stream back unordered
 into one :class:`~densepose_textures.shards.TextureSetWriter`, which writes them in order, so
@@ -21,17 +26,24 @@ from tqdm import tqdm
 from .atlas import SPLATS, images_to_atlas
 from .errors import InputError
 from .fill import FILL_METHODS, fill_atlases
+from .fuse import fuse_identities
 from .imageio import read_rgb, resize_iuv
 from .iuv.store import IUVStore
 from .parts import NUM_PARTS
 from .provenance import Provenance
+from .quality import raw_pid, resample_truth
 from .shards import FORMAT_VERSION, TextureSet, TextureSetWriter
-from .storage import image_list_digest
+from .storage import array_digest, image_list_digest
 
 log = logging.getLogger(__name__)
 
+SOURCES = ("warp", "truth")
+FUSES = ("none", "identity")
+
 # Recorded in every set but not compared when deciding whether a set can be reused.
 INFORMATIONAL = ("software_version", "shard_size")
+# Determining fields added after sets were first shared: what a set without them was built with.
+IMPLIED = {"source": "warp", "fuse": "none", "truth_digest": ""}
 
 
 @dataclass
@@ -49,10 +61,11 @@ class BuildSummary:
         return built / self.seconds if self.seconds > 0 and not self.reused else 0.0
 
 
-def set_attributes(*, dataset, keys, pids, camids, store_attrs, size, splat, fill, mirror, software_version="",
-                   shard_size=1024):
+def set_attributes(*, dataset, keys, pids, camids, store_attrs, size, splat, fill, mirror, source="warp", fuse="none",
+                   truth_digest="", software_version="", shard_size=1024):
     """Every attribute of the set: what determines it (dataset, images, IUV, texture settings,
-    mirror map) plus :data:`INFORMATIONAL` fields. ``mirror`` is a MirrorMap or None (no mirroring)."""
+    mirror map, target source and fusion) plus :data:`INFORMATIONAL` fields. ``mirror`` is a
+    MirrorMap or None (no mirroring); ``truth_digest`` names the true atlases of a truth set."""
     attrs = {
         "format_version": FORMAT_VERSION,
         "dataset": dataset,
@@ -64,6 +77,9 @@ def set_attributes(*, dataset, keys, pids, camids, store_attrs, size, splat, fil
         "mirror": mirror is not None,
         "mirror_source": mirror.source if mirror is not None else "",
         "mirror_digest": mirror.digest() if mirror is not None else "",
+        "source": source,
+        "fuse": fuse,
+        "truth_digest": truth_digest,
         "software_version": software_version,
         "shard_size": int(shard_size),
     }
@@ -75,6 +91,7 @@ def set_attributes(*, dataset, keys, pids, camids, store_attrs, size, splat, fil
 
 def differences(existing, expected):
     """Names of the determining fields whose values differ, with both values."""
+    existing = {**IMPLIED, **existing}
     names = sorted((set(existing) | set(expected)) - set(INFORMATIONAL))
     return [(n, existing.get(n), expected.get(n)) for n in names if existing.get(n) != expected.get(n)]
 
@@ -102,8 +119,32 @@ def _open_store(path, stamp):
     return IUVStore(path)  # once per worker process and version of the file (``stamp``: mtime, size)
 
 
-def build_chunk(store_path, image_root, indices, keys, size, splat, fill, mirror_index):
-    """Textures of store records ``indices`` (all with a person): (indices, texture, observed, provenance)."""
+@dataclass(frozen=True)
+class Recipe:
+    """How a record's target is made from its image: warp settings, fill, mirror, source, fusion."""
+
+    size: int
+    splat: str = "nearest"
+    fill: str = "nearest"
+    mirror_index: np.ndarray | None = None  # (24, P, P) flat mirror texel index; None: no mirroring
+    source: str = "warp"
+    fuse: str = "none"
+
+
+def true_targets(observed, atlases):
+    """Truth targets: observed (B, 24, P, P), atlases (B, 24, P, P, 3) uint8 -> (textures, provenance):
+    the atlas and code 6 for an image with an observed texel, zeros and 255 (no person) otherwise."""
+    person = np.asarray(observed).reshape(len(observed), -1).any(axis=1)
+    texture = np.where(person[:, None, None, None, None], atlases, np.uint8(0))
+    provenance = np.where(person[:, None, None, None], np.uint8(Provenance.TRUE), np.uint8(Provenance.NO_PERSON))
+    return texture, np.broadcast_to(provenance, np.shape(observed)).copy()
+
+
+def build_chunk(store_path, image_root, indices, keys, recipe, identities=None, truth=None):
+    """Targets of store records ``indices`` (all with a person): (indices, texture, observed, provenance).
+
+    ``identities`` (one per record) fuse the chunk's records by identity, each identity whole;
+    ``truth`` ({identity: (24, P, P, 3) uint8}) gives a truth recipe its atlases."""
     stat = Path(store_path).stat()
     store = _open_store(str(store_path), (stat.st_mtime_ns, stat.st_size))
     images, iuvs = [], []
@@ -111,26 +152,64 @@ def build_chunk(store_path, image_root, indices, keys, size, splat, fill, mirror
         image = read_rgb(Path(image_root) / key)
         images.append(image)
         iuvs.append(resize_iuv(store.read(i), image.shape[:2]))
-    texture, observed = images_to_atlas(images, iuvs, size, splat)
-    texture, provenance = fill_atlases(texture, observed, mirror_index, fill)
+    texture, observed = images_to_atlas(images, iuvs, recipe.size, recipe.splat)
+    if recipe.source == "truth":
+        texture, provenance = true_targets(observed, np.stack([truth[p] for p in identities]))
+    elif identities is not None:
+        texture, provenance = fuse_identities(texture, observed, identities, recipe.mirror_index, recipe.fill)
+    else:
+        texture, provenance = fill_atlases(texture, observed, recipe.mirror_index, recipe.fill)
     return indices, texture, observed.astype(np.uint8), provenance
 
 
+def plan_chunks(todo, identity_of, chunk_size):
+    """Work units ``(indices, identities or None)``: the ``todo`` records (all with a person) in runs of
+    ``chunk_size``, except those in ``identity_of`` ({record: identity}, every record with a person that
+    needs its identity), which travel with all records of their identity, finished ones included."""
+    single = [i for i in todo if i not in identity_of]
+    units = [(single[a:a + chunk_size], None) for a in range(0, len(single), chunk_size)]
+    members = {}
+    for i, identity in identity_of.items():
+        members.setdefault(identity, []).append(i)
+    batch = []
+    for identity in dict.fromkeys(identity_of[i] for i in todo if i in identity_of):
+        batch += members[identity]
+        if len(batch) >= chunk_size:
+            units.append((batch, [identity_of[i] for i in batch]))
+            batch = []
+    if batch:
+        units.append((batch, [identity_of[i] for i in batch]))
+    return units
+
+
+def _check_choices(splat, fill, size, source, fuse, truth):
+    for name, value, choices in (("splat", splat, SPLATS), ("fill", fill, FILL_METHODS), ("source", source, SOURCES),
+                                 ("fuse", fuse, FUSES)):
+        if value not in choices:
+            raise InputError(f"{name} {value!r}: choose one of {', '.join(choices)}")
+    if size < 2:
+        raise InputError(f"texture size {size}: use 2 or more texels per side")
+    if source == "truth" and truth is None:
+        raise InputError("source 'truth' needs the true atlases, which only a synthetic dataset has "
+                         "(its textures.h5): use source 'warp' for this dataset")
+    if source == "truth" and fuse != "none":
+        raise InputError("source 'truth' is already one atlas per identity: use fuse 'none' with it")
+
+
 def build_texture_set(out, *, store_path, image_root, dataset, labels, size=32, splat="nearest", fill="nearest",
-                      mirror=None, shard_size=1024, chunk_size=64, jobs=1, force=False, software_version="",
-                      progress=True):
+                      mirror=None, source="warp", fuse="none", fused_keys=None, truth=None, shard_size=1024,
+                      chunk_size=64, jobs=1, force=False, software_version="", progress=True):
     """Build (or reuse) the texture set of every image of the IUV store at ``store_path``.
 
     ``labels`` maps each store key to ``(pid, camid)``; ``mirror`` is a MirrorMap (None: no
-    mirroring). Parallel work runs in ``jobs`` joblib workers of the backend in force
-    (processes by default; wrap the call in ``joblib.parallel_config(backend="dask")`` for Dask).
+    mirroring). ``source``: ``warp`` (each image's texels) or ``truth`` (``truth``: {pid: true
+    atlas} by the raw identity of the file names, any P); ``fuse``: ``none`` or ``identity`` (the
+    records of ``fused_keys``, None: all, get the fused atlas of their ``labels`` pid; the others
+    their own). Parallel work runs in ``jobs``
+    joblib workers of the backend in force (processes by default; wrap the call in
+    ``joblib.parallel_config(backend="dask")`` for Dask).
     """
-    if splat not in SPLATS:
-        raise InputError(f"splat {splat!r}: choose one of {', '.join(SPLATS)}")
-    if fill not in FILL_METHODS:
-        raise InputError(f"fill {fill!r}: choose one of {', '.join(FILL_METHODS)}")
-    if size < 2:
-        raise InputError(f"texture size {size}: use 2 or more texels per side")
+    _check_choices(splat, fill, size, source, fuse, truth)
     out, image_root = Path(out), Path(image_root)
     start = time.perf_counter()
     store = IUVStore(store_path)
@@ -141,9 +220,16 @@ def build_texture_set(out, *, store_path, image_root, dataset, labels, size=32, 
                          f"(first: {missing[0]}): the store was made for another dataset or root")
     pids = np.array([labels[k][0] for k in keys], dtype=np.int64)
     camids = np.array([labels[k][1] for k in keys], dtype=np.int64)
+    if source == "truth":  # true atlases are named by the raw identity of the file names
+        absent = sorted({str(raw_pid(k)) for k, found in zip(keys, store.found) if found and raw_pid(k) not in truth})
+        if absent:
+            raise InputError(f"no true atlas for identity {absent[0]} ({len(absent)} in all): the ground truth "
+                             f"is not that of dataset {dataset}; render it again with `sanreid synth`")
+        truth = {p: np.asarray(truth[p]) for p in sorted({raw_pid(k) for k in keys} & set(truth))}
+    truth_digest = array_digest(np.array(list(truth)), *truth.values()) if source == "truth" else ""
     attrs = set_attributes(dataset=dataset, keys=keys, pids=pids, camids=camids, store_attrs=store.attrs, size=size,
-                           splat=splat, fill=fill, mirror=mirror, software_version=software_version,
-                           shard_size=shard_size)
+                           splat=splat, fill=fill, mirror=mirror, source=source, fuse=fuse, truth_digest=truth_digest,
+                           software_version=software_version, shard_size=shard_size)
     if out.exists() and not force:
         check_reusable(out, attrs)
         log.info("reusing texture set %s: it matches the dataset and settings", out)
@@ -154,22 +240,27 @@ def build_texture_set(out, *, store_path, image_root, dataset, labels, size=32, 
     writer = TextureSetWriter(out, keys, pids, camids, size=size, attrs=attrs, mirror_index=mirror_index,
                               shard_size=shard_size)
     resumed = len(keys) - len(writer.todo)
+    recipe = Recipe(size, splat, fill, mirror_index if mirror is not None else None, source, fuse)
+    units = _work_units(writer.todo, keys, pids, store.found, recipe, fused_keys, chunk_size)
+    truth = {p: np.clip(resample_truth(a, size) + 0.5, 0, 255).astype(np.uint8) for p, a in truth.items()} \
+        if source == "truth" else None
     empty = (np.zeros((NUM_PARTS, size, size, 3), np.uint8), np.zeros((NUM_PARTS, size, size), np.uint8),
              np.full((NUM_PARTS, size, size), Provenance.NO_PERSON, np.uint8))
-    todo = [i for i in writer.todo if store.found[i]]
-    chunks = [todo[a:a + chunk_size] for a in range(0, len(todo), chunk_size)]
+    todo = set(writer.todo)
     bar = tqdm(total=len(writer.todo), desc="textures", unit="img", disable=not progress, leave=False)
     try:
         for i in writer.todo:
             if not store.found[i]:
                 writer.put(i, *empty)
                 bar.update()
-        tasks = (delayed(build_chunk)(store.path, image_root, chunk, [keys[i] for i in chunk], size, splat, fill,
-                                      mirror_index if mirror is not None else None) for chunk in chunks)
+        tasks = (delayed(build_chunk)(store.path, image_root, chunk, [keys[i] for i in chunk], recipe, identities,
+                                      None if truth is None else {p: truth[p] for p in set(identities)})
+                 for chunk, identities in units)
         for indices, texture, observed, provenance in Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks):
             for j, i in enumerate(indices):
-                writer.put(i, texture[j], observed[j], provenance[j])
-            bar.update(len(indices))
+                if i in todo:  # a fused identity brings its records of finished shards too
+                    writer.put(i, texture[j], observed[j], provenance[j])
+                    bar.update()
     except BaseException:
         writer.abandon()
         raise
@@ -181,3 +272,17 @@ def build_texture_set(out, *, store_path, image_root, dataset, labels, size=32, 
     log.info("texture set %s: %d images (%d with a person, %d resumed) in %.1f s", out, summary.records,
              summary.found, resumed, summary.seconds)
     return summary
+
+
+def _work_units(todo, keys, pids, found, recipe, fused_keys, chunk_size):
+    """The chunks of :func:`plan_chunks` for a recipe: fused records grouped by identity; a truth
+    recipe's chunks carry every record's identity (to look its atlas up)."""
+    todo = [i for i in todo if found[i]]
+    identity_of = {}
+    if recipe.fuse == "identity":
+        fused = set(keys) if fused_keys is None else set(fused_keys)
+        identity_of = {i: int(pids[i]) for i in range(len(keys)) if found[i] and keys[i] in fused}
+    units = plan_chunks(todo, identity_of, chunk_size)
+    if recipe.source == "truth":
+        units = [(chunk, [raw_pid(keys[i]) for i in chunk]) for chunk, _ in units]
+    return units

@@ -52,6 +52,8 @@ class TextureParams:
     fill: str = "nearest"  # in-part fill method
     mirror: bool = True  # symmetry filling
     mirror_file: str = ""  # DensePose UV_symmetry_transforms.mat; empty: the approximation
+    source: str = "warp"  # warp (each image's texels) | truth (the renderer's true atlases, synth only)
+    fuse: str = "none"  # none | identity (one fused atlas per training identity)
     shard_size: int = 1024  # images per shard
     chunk_size: int = 64  # images per parallel task
     jobs: int = 2
@@ -65,7 +67,8 @@ class Experiment:
     test: list[str] = field(default_factory=lambda: ["synth"])
 
 
-TARGETS = ("per-image", "fused", "truth")  # a SAN variant's texture targets (see paths.texture_set)
+# A SAN variant's texture targets: the (textures.source, textures.fuse) of the set it trains on.
+TARGETS = {"per-image": ("warp", "none"), "fused": ("warp", "identity"), "truth": ("truth", "none")}
 
 
 @dataclass

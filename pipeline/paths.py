@@ -27,9 +27,11 @@ def iuv_store(dataset):
     return DATA / "iuv" / f"{dataset}.h5"
 
 
-def texture_set(dataset, targets="per-image"):
-    """``data/textures/<dataset>`` (the per-image set), ``<dataset>-fused`` or ``<dataset>-truth``."""
-    return DATA / "textures" / (dataset if targets == "per-image" else f"{dataset}-{targets}")
+def texture_set(dataset, source="warp", fuse="none"):
+    """``data/textures/<dataset>`` for per-image warped targets; other sources and fusion add a suffix
+    (``<dataset>-truth``, ``<dataset>-fused``), so the sets of one dataset live side by side."""
+    suffix = ("" if source == "warp" else f"-{source}") + ("-fused" if fuse == "identity" else "")
+    return DATA / "textures" / f"{dataset}{suffix}"
 
 
 def model_dir(dataset, variant):

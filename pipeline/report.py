@@ -15,6 +15,7 @@ import numpy as np
 from densepose_textures.storage import write_text
 
 from . import paths
+from .params import TARGETS
 
 BASELINE = "baseline"
 COLUMNS = (("rank1", "Rank-1"), ("rank5", "Rank-5"), ("rank10", "Rank-10"), ("mAP", "mAP"), ("mINP", "mINP"))
@@ -207,20 +208,25 @@ def write_cmc_files(experiments, seeds, variants, out_dir):
 
 
 def texture_quality_sections(experiments):
-    """The texture-quality table of every training set that has ground truth (the synthetic sets)."""
-    from densepose_textures.quality import format_table, measure_quality
+    """The texture-quality tables of every training set that has ground truth (the synthetic sets):
+    each of its texture sets present (per-image, identity-fused, truth) against the true atlases."""
+    from densepose_textures.quality import format_regions_table, format_table, measure_quality
     from densepose_textures.shards import TextureSet
     from densepose_textures.synth import read_truth
 
     sections = []
     for train in experiments:
         truth_file = paths.raw_root(train) / "textures.h5"
-        set_dir = paths.texture_set(train)
-        if not truth_file.is_file() or not set_dir.is_dir():
+        set_dirs = [paths.texture_set(train, source, fuse) for source, fuse in TARGETS.values()]
+        set_dirs = [d for d in set_dirs if d.is_dir()]
+        if not truth_file.is_file() or not set_dirs:
             continue
         truth, _ = read_truth(truth_file)
-        table = format_table(measure_quality(TextureSet(set_dir), truth))
-        sections.append(f"### {train}: texture set against the true atlases\n\n{table}\n")
+        results = {}
+        for set_dir in set_dirs:
+            results.update(measure_quality(TextureSet(set_dir), truth))
+        sections.append(f"### {train}: texture sets against the true atlases\n\n{format_regions_table(results)}\n\n"
+                        f"{format_table(results)}\n")
     return sections
 
 

@@ -69,3 +69,48 @@ def test_quality_table(built, synth_root):
         assert f"| {method} | observed |" in result.output and f"| {method} | all | 100.0% |" in result.output
     bad = run("textures", "quality", str(built), "--truth", str(synth_root), "--methods", "magic")
     assert bad.exit_code == 2 and "unknown fill method" in bad.output
+
+
+def test_gen_textures_fused_and_truth_sets_beside_the_per_image_one(synth_root, synth_iuv_store, tmp_path,
+                                                                    monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    common = ["gen-textures", "--dataset", "synth", "--root", str(synth_root), "--iuv", str(synth_iuv_store),
+              "--size", "8", "--jobs", "1"]
+    for options, name, attrs in ((["--fuse", "identity"], "synth-fused", ("warp", "identity")),
+                                 (["--source", "truth"], "synth-truth", ("truth", "none"))):
+        result = run(*common, *options)
+        assert result.exit_code == 0, result.output
+        assert f"wrote data/textures/{name}: 32 images" in result.output
+        ts = TextureSet(tmp_path / "data" / "textures" / name)
+        assert (ts.attrs["source"], ts.attrs["fuse"]) == attrs
+    steps = {int(code) for record in TextureSet(tmp_path / "data/textures/synth-fused") for code in
+             set(record["provenance"].ravel())}
+    assert 5 in steps and 0 in steps and 6 not in steps
+    again = run(*common, "--fuse", "identity")
+    assert again.exit_code == 0 and "reused" in again.output
+    both = run(*common, "--source", "truth", "--fuse", "identity")
+    assert both.exit_code == 2 and "use fuse 'none'" in both.output
+    real = run("gen-textures", "--dataset", "market1501", "--source", "truth")
+    assert real.exit_code == 2 and "only the synthetic dataset" in real.output and "Traceback" not in real.output
+
+    assert run(*common).exit_code == 0  # the per-image set, data/textures/synth
+    names = ["synth", "synth-fused", "synth-truth"]
+    table = run("textures", "quality", *(f"data/textures/{n}" for n in names), "--truth", str(synth_root))
+    assert table.exit_code == 0, table.output
+    rows = {tuple(cell.strip() for cell in line.strip("|").split("|")[:2]): line.split("|")[-3].strip()
+            for line in table.output.splitlines() if line.startswith("| synth")}
+    for label in ("synth: nearest (as stored)", "synth-fused: nearest, fused by identity (as stored)",
+                  "synth-truth: truth (as stored)"):
+        assert {(label, region) for region in ("observed in the image", "not observed", "all")} <= set(rows)
+    assert float(rows[("synth-truth: truth (as stored)", "all")]) < 0.5  # only the resampling to P = 8
+    assert "| synth-fused: nearest, fused by identity (as stored) | identity |" in table.output
+    refill = run("textures", "quality", "data/textures/synth-fused", "--truth", str(synth_root), "--methods", "all")
+    assert refill.exit_code == 2 and "per-image set" in refill.output
+
+    from pipeline.report import texture_quality_sections
+
+    (tmp_path / "data" / "raw").mkdir()
+    (tmp_path / "data" / "raw" / "synth").symlink_to(synth_root)
+    section = texture_quality_sections({"synth": None})[0]
+    for label in ("nearest (as stored)", "nearest, fused by identity (as stored)", "truth (as stored)"):
+        assert f"| {label} | not observed |" in section and f"| {label} | all |" in section

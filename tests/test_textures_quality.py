@@ -1,6 +1,8 @@
 import numpy as np
+import pytest
 
 from densepose_textures.atlas import image_to_atlas
+from densepose_textures.errors import InputError
 from densepose_textures.fill import fill_atlases
 from densepose_textures.imageio import resize_iuv
 from densepose_textures.quality import measure_quality, raw_pid, resample_truth
@@ -80,3 +82,24 @@ def test_quality_of_a_built_set_and_refilled_methods(synth_root, synth_iuv_store
         assert a["step"] == b["step"] and a["texels"] == b["texels"]
         np.testing.assert_array_equal([a["mae"], a["psnr"]], [b["mae"], b["psnr"]])  # nan == nan here
     assert raw_pid("bounding_box_test/0012_c4s1_094106_01.jpg") == 12 and raw_pid("x.jpg") is None
+
+
+def test_errors_split_into_the_texels_an_image_shows_and_the_rest(tmp_path):
+    truth = np.random.default_rng(1).integers(20, 200, (24, 4, 4, 3), dtype=np.uint8)
+    observed = np.zeros((2, 24, 4, 4), np.uint8)
+    observed[0, :6] = 1  # image 0 shows a quarter of the parts, image 1 nothing (no person)
+    texture = np.stack([truth + 10 * (1 - observed[0, ..., None]), np.zeros_like(truth)]).astype(np.uint8)
+    provenance = np.where(observed > 0, 0, 2).astype(np.uint8)
+    provenance[1] = 255
+    keys = ["bounding_box_train/0004_c1s1_000001_01.jpg", "bounding_box_train/0004_c2s1_000002_01.jpg"]
+    write_texture_set(tmp_path / "set", texture, observed, provenance, keys, [0, 0], [0, 1],
+                      mirror_index=np.arange(24 * 16).reshape(24, 4, 4), attrs={"fill": "nearest", "fuse": "identity"})
+    result = measure_quality(TextureSet(tmp_path / "set"), {4: truth})
+    assert list(result) == ["nearest, fused by identity (as stored)"]
+    regions = {row["region"]: row for row in result["nearest, fused by identity (as stored)"]["regions"]}
+    assert result["nearest, fused by identity (as stored)"]["images"] == 1
+    assert regions["observed in the image"]["mae"] == 0 and regions["observed in the image"]["share"] == 0.25
+    assert regions["not observed"]["mae"] == 10 and regions["not observed"]["psnr"] == pytest.approx(28.13, abs=0.01)
+    assert regions["all"]["mae"] == 7.5 and regions["all"]["texels"] == 24 * 16
+    with pytest.raises(InputError, match="only be re-run on a per-image set"):
+        measure_quality(TextureSet(tmp_path / "set"), {4: truth}, methods=["nearest"])

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from pipeline import paths
 from pipeline.cli import main
-from pipeline.params import load_params
+from pipeline.params import TARGETS, load_params
 from train_fixtures import TRAIN_SETTINGS, one_thread, train_set  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -24,7 +24,7 @@ def test_a_variant_brings_its_settings_and_its_texture_set(train_set, tmp_path, 
     (tmp_path / "params.yaml").write_text(PARAMS)
     params = load_params()
     assert params.variant_names() == ["baseline", "san", "san-tr-only"]
-    assert paths.texture_set("synth", params.variant("san-tr-only").targets) == paths.DATA / "textures/synth-fused"
+    assert paths.texture_set("synth", *TARGETS[params.variant("san-tr-only").targets]) == paths.DATA / "textures/synth-fused"
 
     args = ["train", "--dataset", "synth", "--root", str(root), "--variant", "san-tr-only", "--epochs", "0"]
     settings = [a for s in TRAIN_SETTINGS + ["optim.warmup_epochs=1", "eval_every=-1", "loss.tr_margin=0.4"]

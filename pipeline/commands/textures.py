@@ -74,6 +74,16 @@ def unrecorded_outputs(outputs, where):
     return found
 
 
+def true_atlases(dataset, root):
+    """The renderer's true atlas of every identity ({raw pid: atlas}): synthetic datasets only."""
+    if dataset != "synth":
+        raise InputError(f"--source truth needs the renderer's true atlases, which only the synthetic dataset has; "
+                         f"{dataset} has none: use --source warp")
+    from densepose_textures.synth import read_truth
+
+    return read_truth(root)[0]
+
+
 @contextlib.contextmanager
 def parallel_backend(parallel, jobs, scheduler=None):
     """joblib runs in local processes, or on a Dask cluster (``scheduler`` address, else a local one)."""
@@ -110,6 +120,10 @@ def parallel_backend(parallel, jobs, scheduler=None):
 @click.option("--mirror/--no-mirror", default=None, help="Symmetry filling [textures.mirror].")
 @click.option("--mirror-file", type=click.Path(dir_okay=False), default=None,
               help="DensePose UV_symmetry_transforms.mat [textures.mirror_file; empty: approximation, exact for synth].")
+@click.option("--source", type=click.Choice(["warp", "truth"]), default=None,
+              help="Targets from each image's IUV warp, or the renderer's true atlases (synth only) [textures.source].")
+@click.option("--fuse", type=click.Choice(["none", "identity"]), default=None,
+              help="identity: every training image gets its identity's fused atlas [textures.fuse].")
 @click.option("--jobs", type=click.IntRange(min=1), default=None, help="Parallel workers [textures.jobs].")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=None, help="Images per parallel task [textures.chunk_size].")
 @click.option("--shard-size", type=click.IntRange(min=1), default=None, help="Images per shard file [textures.shard_size].")
@@ -117,13 +131,15 @@ def parallel_backend(parallel, jobs, scheduler=None):
               help="joblib backend: local processes or Dask distributed [textures.parallel].")
 @click.option("--scheduler", default=None, help="Dask scheduler address (default: a local cluster of --jobs workers).")
 @click.option("--force", is_flag=True, help="Rebuild even if a set exists (one built with other settings is otherwise refused).")
-@click.option("--out", type=click.Path(file_okay=False), default=None, help="Set directory [default: data/textures/<dataset>].")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Set directory [default: data/textures/<dataset>, -truth and/or -fused added for those targets].")
 @user_errors
-def gen_textures(dataset, variant, root, iuv_store, size, splat, fill, mirror, mirror_file, jobs, chunk_size,
-                 shard_size, parallel, scheduler, force, out):
+def gen_textures(dataset, variant, root, iuv_store, size, splat, fill, mirror, mirror_file, source, fuse, jobs,
+                 chunk_size, shard_size, parallel, scheduler, force, out):
     """Build the HDF5 texture set of one dataset: warp each image into the atlas, fill, write shards.
 
-    Covers every image of the IUV store. A finished set is reused when it matches the dataset and
+    Covers every image of the IUV store. --fuse identity gives every training image its identity's
+    fused atlas; --source truth the renderer's true atlases (synthetic dataset only). A finished set is reused when it matches the dataset and
     settings, and refused (naming the field that differs) when it does not; an interrupted build
     resumes from its finished shards.
     """
@@ -131,23 +147,25 @@ def gen_textures(dataset, variant, root, iuv_store, size, splat, fill, mirror, m
     from pipeline import datasets
 
     params = with_options(params_from_context().textures, size=size, splat=splat, fill=fill, mirror=mirror,
-                          mirror_file=mirror_file, jobs=jobs, chunk_size=chunk_size, shard_size=shard_size,
-                          parallel=parallel)
+                          mirror_file=mirror_file, source=source, fuse=fuse, jobs=jobs, chunk_size=chunk_size,
+                          shard_size=shard_size, parallel=parallel)
     name = paths.canonical_name(dataset, variant)
     root = paths.raw_root(dataset) if root is None else Path(root)
+    truth = true_atlases(dataset, root) if params.source == "truth" else None
     ds = datasets.load(dataset, root, **({"variant": variant} if variant else {}))
     labels = {}
     for split in ("train", "query", "gallery"):
         for key, pid, camid in ds.split(split):
             labels.setdefault(key, (pid, camid))
     store = Path(iuv_store) if iuv_store else find_iuv_store(dataset, variant)
-    out = Path(out) if out else paths.texture_set(name)
+    out = Path(out) if out else paths.texture_set(name, params.source, params.fuse)
     with parallel_backend(params.parallel, params.jobs, scheduler):
         summary = build_texture_set(
             out, store_path=store, image_root=ds.root, dataset=name, labels=labels, size=params.size,
             splat=params.splat, fill=params.fill, mirror=mirror_map(params, dataset, ds.root),
-            shard_size=params.shard_size, chunk_size=params.chunk_size, jobs=params.jobs, force=force,
-            software_version=__version__)
+            source=params.source, fuse=params.fuse, fused_keys=[key for key, _, _ in ds.split("train")],
+            truth=truth, shard_size=params.shard_size, chunk_size=params.chunk_size, jobs=params.jobs,
+            force=force, software_version=__version__)
     if summary.reused:
         click.echo(f"reused {summary.path}: {summary.records} images, it matches the dataset and settings")
     else:
@@ -237,22 +255,23 @@ def atlas(path, key, what, scale, out):
 
 
 @textures.command("quality")
-@click.argument("path", type=click.Path(file_okay=False))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(file_okay=False))
 @click.option("--truth", required=True, type=click.Path(),
               help="Ground truth: a synthetic dataset's textures.h5 (or its folder).")
 @click.option("--methods", default=None,
-              help="Comma-separated fill methods to re-run on the set's observed texels (nearest,pushpull,telea or "
-                   "all) [default: only the set's own fill].")
+              help="Comma-separated fill methods to re-run on the observed texels of a per-image set "
+                   "(nearest,pushpull,telea or all) [default: only the set's own fill].")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Measure only the first N images with a person.")
 @user_errors
-def quality(path, truth, methods, limit):
-    """Per fill step: share of texels, mean absolute error and PSNR against the true textures."""
+def quality(paths, truth, methods, limit):
+    """Error against the true textures of one or more sets (per-image, fused, truth): by region
+    (texels the image shows, those it does not, all), then by fill step (share, MAE, PSNR)."""
     from densepose_textures.fill import FILL_METHODS
-    from densepose_textures.quality import format_table, measure_quality
+    from densepose_textures.quality import format_regions_table, format_table, measure_quality
     from densepose_textures.shards import TextureSet
     from densepose_textures.synth import read_truth
 
-    ts = TextureSet(path)
+    sets = [TextureSet(path) for path in paths]
     chosen = None
     if methods:
         chosen = list(FILL_METHODS) if methods == "all" else [m.strip() for m in methods.split(",") if m.strip()]
@@ -260,5 +279,10 @@ def quality(path, truth, methods, limit):
         if unknown:
             raise InputError(f"unknown fill method(s) {', '.join(unknown)}; choose from {', '.join(FILL_METHODS)} or all")
     truth_textures, _ = read_truth(truth)
-    results = measure_quality(ts, truth_textures, methods=chosen, limit=limit)
+    results = {}
+    for ts in sets:
+        for label, result in measure_quality(ts, truth_textures, methods=chosen, limit=limit).items():
+            results[f"{ts.path.name}: {label}" if len(sets) > 1 else label] = result
+    click.echo(format_regions_table(results))
+    click.echo()
     click.echo(format_table(results))

@@ -29,7 +29,7 @@ from .common import params_from_context, user_errors
 def train(dataset, root, textures, variant, epochs, out, resume, assignments):
     """Train the baseline or SAN on one dataset; checkpoints, logs and pictures go to --out."""
     from pipeline import datasets, paths
-    from pipeline.params import override, with_options
+    from pipeline.params import TARGETS, override, with_options
     from train.run import train_model
 
     params = params_from_context()
@@ -38,7 +38,7 @@ def train(dataset, root, textures, variant, epochs, out, resume, assignments):
     settings = with_options(override(settings, assignments), epochs=epochs)
     ds = datasets.load(dataset, root)
     if san and textures is None:
-        textures = paths.texture_set(ds.name, san.targets)
+        textures = paths.texture_set(ds.name, *TARGETS[san.targets])
     last = train_model(settings, variant="san" if san else "baseline", dataset=ds,
                        out_dir=out or paths.model_dir(ds.name, variant), textures=textures if san else None,
                        evaluation=params.eval, resume=resume)
