@@ -92,6 +92,7 @@ class Params:
     seeds: list[int] = field(default_factory=lambda: [0])
     experiments: dict[str, Experiment] = field(default_factory=lambda: {"synth": Experiment()})
     variants: dict[str, Variant] = field(default_factory=lambda: {"san": Variant()})
+    extra_targets: list[str] = field(default_factory=list)  # texture sets built beside the per-image one
 
     def variant(self, name):
         """The SAN variant called ``name``; InputError naming the known ones otherwise."""
