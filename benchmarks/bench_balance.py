@@ -8,6 +8,10 @@ measurement costs about one extra backward pass per loss; measured every ``every
 cost is spread over them. The last line holds the ratios.
 
     python benchmarks/bench_balance.py [--steps 20] [--threads 1]
+
+With ``--root`` and ``--textures`` (a synthetic dataset and its texture set, e.g. the pipeline's
+``data/raw/synth`` and ``data/textures/synth``) it first prints each loss's gradient norm at the
+backbone at initialisation, on the first P x K batch of that training split, for both TR distances.
 """
 
 import argparse
@@ -51,12 +55,42 @@ def build(every, decoder_share):
     return train_step
 
 
+def norms_at_init(root, textures):
+    """{tr distance: {loss: gradient norm at the backbone}} of the CPU profile's SAN at initialisation."""
+    from pipeline import datasets
+    from train.balance import backbone_gradient_norms
+    from train.data import batch_to_device
+    from train.objective import SANObjective
+    from train.run import build_data, build_model
+    from train.settings import TrainParams
+
+    settings = TrainParams()
+    settings.data.workers = 0
+    data = build_data(settings, root, datasets.load("synth", root).train, textures, "cpu")
+    data.sampler.set_epoch(0)
+    inputs = batch_to_device(next(iter(data.loader)), "cpu")
+    result = {}
+    for distance in ("mse", "normalized"):
+        net = build_model(settings, data, "cpu")
+        objective = SANObjective(net, label_smoothing=0.1, triplet_margin=0.3, texture_weight=1.0, tr_weight=1.0,
+                                 tr_margin=0.3, tr_distance=distance).train()
+        losses, _ = objective(**inputs)
+        result[distance] = backbone_gradient_norms(losses, list(net.encoder.backbone.parameters()))
+    return result
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--root", help="a synthetic dataset (norms at initialisation on its first batch)")
+    parser.add_argument("--textures", help="its texture set")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.root and args.textures:
+        for distance, norms in norms_at_init(args.root, args.textures).items():
+            shown = ", ".join(f"{name} {value:.3g}" for name, value in norms.items())
+            print(f"gradient norms at the backbone at initialisation, tr_distance={distance}: {shown}")
     settings = {f"every={every}": build(every, 0.3 if every else 0.0) for every in EVERY}
     for step in settings.values():
         step()  # warm-up

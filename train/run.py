@@ -117,6 +117,10 @@ def build_probe(settings, net):
         if b.decoder_share > 0:
             raise InputError("train.balance.decoder_share needs measurements: set train.balance.every > 0")
         return None
+    if b.decoder_share > 0 and settings.optim.profile == "faithful":
+        log.warning("train.balance.decoder_share under the faithful profile: the texture losses have Adams of "
+                    "their own, which take steps of the same size whatever the gradient's scale, so the gain "
+                    "barely matters; there optim.texture_lr sets how far the decoder moves the encoder")
     return GradientShares(net, every=b.every, decoder_share=b.decoder_share, rate=b.rate)
 
 

@@ -18,7 +18,7 @@ class ModelParams:
     last_stride: int = 2  # CPU profile; the paper uses 1 (a 2x larger layer4 map)
     pretrained: str = ""  # path to ImageNet weights in torchvision's key names
     decoder_init: str = "official"  # official (Xavier, gain 0.02) | standard (PyTorch's default init)
-    decoder_width: float = 1.0  # multiplies the decoder's channel counts (1: the official decoder)
+    decoder_width: float = 0.5  # multiplies the decoder's channel counts (1: the official decoder; the paper profile)
 
 
 @dataclass
@@ -64,7 +64,7 @@ class LossParams:
 class BalanceParams:
     """How much the decoder's losses move the encoder (:mod:`train.balance`)."""
 
-    decoder_share: float = 0.0  # target share of texture + tr in the backbone's gradient; 0: gain 1 (official)
+    decoder_share: float = 0.3  # target share of texture + tr in the backbone's gradient; 0: gain 1 (official)
     every: int = 20  # steps between gradient measurements (0: never measured, the gain stays as it is)
     rate: float = 0.5  # how far each measurement moves the gain toward the target (in log space)
 
