@@ -67,6 +67,21 @@ class Experiment:
     test: list[str] = field(default_factory=lambda: ["synth"])
 
 
+# A SAN variant's texture targets: the (textures.source, textures.fuse) of the set it trains on.
+TARGETS = {"per-image": ("warp", "none"), "fused": ("warp", "identity"), "truth": ("truth", "none")}
+
+
+@dataclass
+class Variant:
+    """A SAN variant trained beside the baseline (its name, the key in ``variants``, names the model's
+    folder): its texture targets (``per-image``: the texture set as ``textures`` builds it; ``fused``:
+    fused per identity; ``truth``: the renderer's true atlases, synthetic sets only) and the train
+    settings it changes."""
+
+    targets: str = "per-image"
+    set: list[str] = field(default_factory=list)  # train overrides, e.g. ["loss.tr_weight=0"]
+
+
 @dataclass
 class Params:
     synth: SynthParams = field(default_factory=SynthParams)
@@ -76,6 +91,21 @@ class Params:
     eval: EvalParams = field(default_factory=EvalParams)
     seeds: list[int] = field(default_factory=lambda: [0])
     experiments: dict[str, Experiment] = field(default_factory=lambda: {"synth": Experiment()})
+    variants: dict[str, Variant] = field(default_factory=lambda: {"san": Variant()})
+    extra_targets: list[str] = field(default_factory=list)  # texture sets built beside the per-image one
+
+    def variant(self, name):
+        """The SAN variant called ``name``; InputError naming the known ones otherwise."""
+        if name not in self.variants or name == "baseline":
+            raise InputError(f"unknown variant {name!r}; the parameters name: {', '.join(self.variant_names())}")
+        variant = self.variants[name]
+        if variant.targets not in TARGETS:
+            raise InputError(f"variants.{name}.targets: {variant.targets!r} is not one of {', '.join(TARGETS)}")
+        return variant
+
+    def variant_names(self):
+        """The baseline, then every SAN variant: the report's order."""
+        return ["baseline"] + list(self.variants)
 
 
 def _coerce(value, hint, where):

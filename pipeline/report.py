@@ -15,8 +15,9 @@ import numpy as np
 from densepose_textures.storage import write_text
 
 from . import paths
+from .params import TARGETS
 
-VARIANTS = ("baseline", "san")
+BASELINE = "baseline"
 COLUMNS = (("rank1", "Rank-1"), ("rank5", "Rank-5"), ("rank10", "Rank-10"), ("mAP", "mAP"), ("mINP", "mINP"))
 
 
@@ -50,18 +51,18 @@ def digest_test_splits(dataset):
     return {"query": len(dataset.query), "gallery": len(dataset.gallery), "sha256": h.hexdigest()}
 
 
-def collect(experiments, seeds):
-    """{(train, test, variant): [metrics of each seed]} for the runs that exist, and the seeds found."""
+def collect(experiments, seeds, variants):
+    """{(train, test, variant): {seed: metrics}} for the runs that exist, and the seeds found."""
     table, found = {}, set()
     for train in experiments:
-        for variant in VARIANTS:
+        for variant in variants:
             for seed in seeds:
                 path = run_summary_path(train, variant, seed)
                 if not path.is_file():
                     continue
                 found.add(seed)
                 for test, metrics in json.loads(path.read_text()).items():
-                    table.setdefault((train, test, variant), []).append(metrics)
+                    table.setdefault((train, test, variant), {})[seed] = metrics
     return table, sorted(found)
 
 
@@ -72,47 +73,89 @@ def _mean_spread(values):
 
 
 def _cell(runs, kind, column):
-    values = [run[kind][column] for run in runs if kind in run]
+    values = [run[kind][column] for run in runs.values() if kind in run]
     if not values:
         return "–"
     mean, spread = _mean_spread(values)
     return f"{mean:.1f} ± {spread:.1f}" if len(values) > 1 else f"{mean:.1f}"
 
 
-def metrics_table(table):
+def metrics_table(table, variants):
     """Markdown table: one row per (train, test, variant), plain and re-ranked columns."""
     head = "| train | test | variant | seeds | " + " | ".join(name for _, name in COLUMNS)
     head += " | " + " | ".join(f"{name} (RR)" for _, name in COLUMNS) + " |"
     lines = [head, "|" + " --- |" * 4 + " ---: |" * (2 * len(COLUMNS))]
-    for (train, test, variant), runs in sorted(table.items()):
+    order = {variant: i for i, variant in enumerate(variants)}
+    for (train, test, variant), runs in sorted(table.items(), key=lambda kv: (kv[0][:2], order[kv[0][2]])):
         cells = [_cell(runs, "plain", c) for c, _ in COLUMNS] + [_cell(runs, "rerank", c) for c, _ in COLUMNS]
         lines.append(f"| {train} | {test} | {variant} | {len(runs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def verdicts(table):
-    """Does SAN beat the baseline by more than the seed spread? One line per (train, test)."""
+def paired_differences(table, variants):
+    """Each SAN variant minus the baseline, seed by seed (same seed: same initial encoder and sampler
+    order), on mAP and Rank-1: a markdown table with the mean and sample sd of the per-seed differences,
+    and the verdict: SAN beats the baseline when its mean mAP gain exceeds twice that sd and its Rank-1
+    does not fall."""
+    head = ("| train | test | variant | paired seeds | mAP - baseline | Rank-1 - baseline | verdict |\n"
+            "| --- | --- | --- | ---: | ---: | ---: | --- |")
     lines = []
     for train, test in sorted({(t, s) for t, s, _ in table}):
-        base, san = table.get((train, test, "baseline")), table.get((train, test, "san"))
-        if not base or not san:
-            continue
-        for column in ("mAP", "rank1"):
-            b_mean, b_spread = _mean_spread([r["plain"][column] for r in base])
-            s_mean, s_spread = _mean_spread([r["plain"][column] for r in san])
-            diff = s_mean - b_mean
-            spread = max(b_spread, s_spread)
-            if min(len(base), len(san)) < 2:
-                judgement = "one seed per variant: no spread to compare with"
-            elif abs(diff) > spread:
-                judgement = f"exceeds the seed spread ({spread:.1f})"
+        base = table.get((train, test, BASELINE), {})
+        for variant in variants:
+            runs = table.get((train, test, variant), {}) if variant != BASELINE else {}
+            seeds = sorted(set(base) & set(runs))
+            if not seeds:
+                continue
+            cells, stats = [], {}
+            for column in ("mAP", "rank1"):
+                diffs = 100 * np.array([runs[s]["plain"][column] - base[s]["plain"][column] for s in seeds])
+                sd = diffs.std(ddof=1) if len(diffs) > 1 else float("nan")
+                stats[column] = (diffs.mean(), sd)
+                cells.append(f"{diffs.mean():+.1f} ± {sd:.1f}" if len(diffs) > 1 else f"{diffs.mean():+.1f}")
+            (gain, sd), (rank1, _) = stats["mAP"], stats["rank1"]
+            if len(seeds) < 2:
+                verdict = "one paired seed: no spread"
+            elif gain > 2 * sd and rank1 >= 0:
+                verdict = "**beats the baseline** (mAP gain > 2 sd, Rank-1 not lower)"
+            elif gain > 2 * sd:
+                verdict = "mAP gain > 2 sd, but Rank-1 falls"
             else:
-                judgement = f"within the seed spread ({spread:.1f})"
-            lines.append(f"- {train} -> {test}, {column}: SAN - baseline = {diff:+.1f} points; {judgement}.")
-    return "\n".join(lines)
+                verdict = "no clear gain (within 2 sd)" if gain > -2 * sd else "worse than the baseline"
+            lines.append(f"| {train} | {test} | {variant} | {len(seeds)} | {cells[0]} | {cells[1]} | {verdict} |")
+    return "\n".join([head] + lines) if lines else ""
 
 
-VARIANT_LABELS = {"baseline": "baseline", "san": "SAN"}
+def training_share_table(experiments, seeds, variants):
+    """The decoder's share of the gradient at the backbone and the texture losses at the end of
+    training, mean over seeds, from each evaluation run's copy of its training metrics."""
+    lines = []
+    for train in experiments:
+        for variant in variants:
+            runs = [json.loads(path.read_text()) for seed in seeds
+                    if (path := run_details_dir(train, variant, seed) / TRAINING_FILE).is_file()]
+            runs = [run for run in runs if "share" in run]
+            if not runs:
+                continue
+
+            def mean(get):
+                values = [v for v in (get(run) for run in runs) if v is not None]
+                return f"{np.mean(values):.3g}" if values else "–"
+
+            share = mean(lambda r: r["share"].get("texture", 0.0) + r["share"].get("tr", 0.0))
+            gain = mean(lambda r: r.get("decoder", {}).get("encoder_gain"))
+            texture = mean(lambda r: r["loss"].get("texture"))
+            tr = mean(lambda r: r["loss"].get("tr"))
+            lines.append(f"| {train} | {variant} | {len(runs)} | {share} | {gain} | {texture} | {tr} |")
+    if not lines:
+        return ""
+    head = ("| train | variant | seeds | decoder share (texture + tr) | encoder gain | texture loss | TR loss |\n"
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    return "\n".join([head] + lines)
+
+
+VARIANT_LABELS = {"baseline": "baseline", "san": "SAN"}  # other variants are labelled with their name
+TRAINING_FILE = "training.json"  # the model's last training metrics, copied beside its evaluation
 
 
 def cmc_name(train, test):
@@ -120,11 +163,11 @@ def cmc_name(train, test):
     return f"trained-on-{train}-tested-on-{test}"
 
 
-def mean_cmc_curves(train, test, seeds):
-    """``({label: CMC as fractions, mean over seeds}, seeds found)`` of both variants, plain and
+def mean_cmc_curves(train, test, seeds, variants):
+    """``({label: CMC as fractions, mean over seeds}, seeds found)`` of every variant, plain and
     re-ranked, from the evaluation runs that exist (labels: ``baseline``, ``SAN re-ranked``, ...)."""
     curves, found = {}, set()
-    for variant in VARIANTS:
+    for variant in variants:
         runs = {}
         for seed in seeds:
             path = run_details_dir(train, variant, seed) / test / "cmc.json"
@@ -136,12 +179,12 @@ def mean_cmc_curves(train, test, seeds):
         ranks = min(len(rows) for rows in runs.values())
         for column, suffix in (("cmc", ""), ("cmc_rerank", " re-ranked")):
             if all(column in rows[0] for rows in runs.values()):
-                curves[VARIANT_LABELS[variant] + suffix] = np.mean(
+                curves[VARIANT_LABELS.get(variant, variant) + suffix] = np.mean(
                     [[row[column] for row in rows[:ranks]] for rows in runs.values()], axis=0)
     return curves, sorted(found)
 
 
-def write_cmc_files(experiments, seeds, out_dir):
+def write_cmc_files(experiments, seeds, variants, out_dir):
     """One CMC plot per (training set, test set) comparing the variants, mean over seeds:
     ``<cmc_name>.json`` (rows of rank and one column per curve, in %, for ``dvc plots``) and
     ``<cmc_name>.png``."""
@@ -152,7 +195,7 @@ def write_cmc_files(experiments, seeds, out_dir):
     out_dir.mkdir(parents=True)
     for train, experiment in experiments.items():
         for test in experiment.test:
-            curves, found = mean_cmc_curves(train, test, seeds)
+            curves, found = mean_cmc_curves(train, test, seeds, variants)
             if not curves:
                 continue
             ranks = min(len(curve) for curve in curves.values())
@@ -162,9 +205,6 @@ def write_cmc_files(experiments, seeds, out_dir):
             write_text(out_dir / f"{name}.json", json.dumps(rows) + "\n")
             seeds_text = f"seed {found[0]}" if len(found) == 1 else f"mean of seeds {', '.join(map(str, found))}"
             plot_cmc(out_dir / f"{name}.png", curves, title=f"CMC: trained on {train}, tested on {test} ({seeds_text})")
-
-
-TARGET_KINDS = (("warp", "none"), ("warp", "identity"), ("truth", "none"))  # per-image, fused, truth
 
 
 def texture_quality_sections(experiments):
@@ -177,7 +217,7 @@ def texture_quality_sections(experiments):
     sections = []
     for train in experiments:
         truth_file = paths.raw_root(train) / "textures.h5"
-        set_dirs = [paths.texture_set(train, source, fuse) for source, fuse in TARGET_KINDS]
+        set_dirs = [paths.texture_set(train, source, fuse) for source, fuse in TARGETS.values()]
         set_dirs = [d for d in set_dirs if d.is_dir()]
         if not truth_file.is_file() or not set_dirs:
             continue
@@ -190,18 +230,23 @@ def texture_quality_sections(experiments):
     return sections
 
 
-def write_report(experiments, seeds, out_path):
-    table, found = collect(experiments, seeds)
+def write_report(experiments, seeds, variants, out_path):
+    """``variants``: the names of the trained variants, the baseline first."""
+    table, found = collect(experiments, seeds, variants)
     parts = [
         "# SAN vs baseline\n",
         f"Seeds: {', '.join(map(str, found)) or 'none'}. Mean ± sample standard deviation over seeds; "
         "(RR) = with k-reciprocal re-ranking. Values in %.\n",
-        metrics_table(table) + "\n",
+        metrics_table(table, variants) + "\n",
         "## Does SAN beat the baseline?\n",
-        (verdicts(table) or "- no experiment has both variants yet") + "\n",
+        "Paired per seed: each variant minus the baseline trained with the same seed (same initial "
+        "encoder, same sampler order); mean ± sd of the per-seed differences, in points.\n",
+        (paired_differences(table, variants) or "No experiment has the baseline and a SAN variant yet.") + "\n",
+        "## How much the decoder moves the encoder\n",
+        (training_share_table(experiments, seeds, variants) or "No training metrics with gradient shares.") + "\n",
         "## Texture quality\n",
         *(texture_quality_sections(experiments) or ["No training set with ground-truth textures.\n"]),
     ]
     out_path = write_text(out_path, "\n".join(parts))
-    write_cmc_files(experiments, seeds, out_path.parent / "cmc")
+    write_cmc_files(experiments, seeds, variants, out_path.parent / "cmc")
     return out_path

@@ -49,16 +49,26 @@ def test_batch_hard_triplet_matches_loops(k):
     assert torch.allclose(feat_new.grad.double(), feat_ref.grad, atol=1e-5)
 
 
+def normalized_squared(x, y):
+    return ((x / x.norm() - y / y.norm()) ** 2).sum()
+
+
+def centred(maps):
+    return maps - maps.mean(0, keepdim=True)
+
+
 @pytest.mark.parametrize("k", [2, 3, 4])
-def test_triplet_reid_constraints_match_loops(k):
+@pytest.mark.parametrize("distance, reference, prepare", [("mse", mean_squared, lambda m: m),
+                                                          ("normalized", normalized_squared, centred)])
+def test_triplet_reid_constraints_match_loops(k, distance, reference, prepare):
     torch.manual_seed(10 + k)
     pids = pk_labels(3, k, seed=k)
     shapes = [(8, 4, 2), (4, 8, 4), (3, 16, 8), (2, 32, 16)]  # four levels, as the decoder's maps
     levels = [torch.randn(len(pids), *s, dtype=torch.float64) * 0.2 + 1.0 for s in shapes]
     ref = [m.clone().requires_grad_() for m in levels]
     new = [m.clone().float().requires_grad_() for m in levels]
-    expected = sum(reference_batch_hard(m, pids, mean_squared, 0.3) for m in ref)
-    got = triplet_reid_constraints(new, pids, margin=0.3)
+    expected = sum(reference_batch_hard(prepare(m), pids, reference, 0.3) for m in ref)
+    got = triplet_reid_constraints(new, pids, margin=0.3, distance=distance)
     assert expected.item() > 0
     assert got.item() == pytest.approx(expected.item(), rel=1e-5)
     expected.backward()
@@ -72,7 +82,8 @@ def test_triplet_losses_zero_when_identities_separated_and_anchors_without_pairs
     feat = torch.tensor([[0.0], [0.1], [10.0], [10.1], [20.0]], requires_grad=True)
     assert batch_hard_triplet(feat, pids).item() == 0
     maps = [feat.view(5, 1, 1, 1) * torch.ones(5, 2, 3, 3)]
-    assert triplet_reid_constraints(maps, pids).item() == 0
+    assert triplet_reid_constraints(maps, pids, distance="mse").item() == 0
+    torch.manual_seed(0)
     one_id = torch.zeros(4, dtype=torch.long)  # no negatives at all: 0, still differentiable
     loss = batch_hard_triplet(torch.randn(4, 3, requires_grad=True), one_id)
     loss.backward()
@@ -83,6 +94,46 @@ def test_triplet_losses_zero_when_identities_separated_and_anchors_without_pairs
     far = torch.full((1, 8), 100.0)
     assert batch_hard_triplet(torch.cat([base, far]), torch.tensor([0, 0, 1, 1, 2])).item() == pytest.approx(
         batch_hard_triplet(base, p4).item(), rel=1e-5)
+
+
+def test_normalized_tr_does_not_vanish_with_the_scale_of_the_maps():
+    """Decoder maps start tiny (the official init has gain 0.02): the official distance then leaves the
+    hinge at the margin with almost no gradient; the normalised one does not depend on the maps' scale."""
+    torch.manual_seed(0)
+    pids = pk_labels(4, 4, seed=0)
+    maps = torch.rand(len(pids), 16, 8, 4)
+
+    def loss_and_grad(scale, distance):
+        level = (maps * scale).requires_grad_()
+        loss = triplet_reid_constraints([level], pids, margin=0.3, distance=distance)
+        return loss.item(), torch.autograd.grad(loss, level)[0].norm().item() * scale  # per unit of the maps
+
+    mse_small, mse_grad_small = loss_and_grad(1e-3, "mse")
+    normalized_small, normalized_grad_small = loss_and_grad(1e-3, "normalized")
+    normalized, normalized_grad = loss_and_grad(1.0, "normalized")
+    assert mse_small == pytest.approx(0.3, abs=1e-4)
+    assert normalized_small == pytest.approx(normalized, rel=1e-4)
+    assert normalized_grad_small == pytest.approx(normalized_grad, rel=1e-3)
+    assert normalized_grad_small > 1e4 * mse_grad_small
+
+
+def test_normalized_tr_ignores_what_every_map_shares():
+    """Maps = a large common component + small identity signals: the official distance sees near-equal
+    maps (hinge at the margin); the normalised one sees the identity signals alone."""
+    torch.manual_seed(1)
+    pids = pk_labels(4, 4, seed=1)
+    signal = torch.randn(4, 16, 8, 4)[pids] + 0.1 * torch.randn(len(pids), 16, 8, 4)
+    common = 10 * torch.rand(1, 16, 8, 4)
+    near_equal = [common + 0.01 * signal]
+    assert triplet_reid_constraints(near_equal, pids, distance="mse").item() == pytest.approx(0.3, abs=1e-3)
+    alone = triplet_reid_constraints([signal], pids, distance="normalized").item()
+    assert triplet_reid_constraints(near_equal, pids, distance="normalized").item() == pytest.approx(alone, abs=1e-4)
+    assert alone < 0.1
+
+
+def test_unknown_tr_distance_is_refused():
+    with pytest.raises(ValueError, match="unknown TR distance"):
+        triplet_reid_constraints([torch.zeros(2, 1, 1, 1)], torch.tensor([0, 1]), distance="cosine")
 
 
 def test_cross_entropy_smooth_formula():

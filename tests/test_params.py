@@ -86,7 +86,7 @@ def test_shipped_params_file_is_the_built_in_cpu_profile():
     assert load_params(repo / "params.yaml") == Params()
 
 
-@pytest.mark.parametrize("profile", ["paper", "bench"])
+@pytest.mark.parametrize("profile", ["paper", "study"])
 def test_profiles_load(profile):
     from pathlib import Path
 
@@ -94,5 +94,10 @@ def test_profiles_load(profile):
     if profile == "paper":
         assert params.train.model.backbone == "resnet50" and params.train.data.height == 256
         assert params.train.optim.profile == "faithful" and params.train.epochs == 300
-    else:
-        assert params.seeds == [0, 1, 2] and params.synth.ids > Params().synth.ids
+    else:  # the CPU profile's data, model and schedule, with every variant over 3 seeds
+        cpu = Params()
+        assert (params.synth, params.iuv, params.textures, params.train) == (cpu.synth, cpu.iuv, cpu.textures, cpu.train)
+        assert params.seeds == [0, 1, 2] and params.extra_targets == ["fused", "truth"]
+        assert {name: (v.targets, v.set) for name, v in params.variants.items()} == {
+            "san": ("per-image", []), "san-fused": ("fused", []), "san-truth": ("truth", []),
+            "san-no-tr": ("per-image", ["loss.tr_weight=0"]), "san-tr-only": ("per-image", ["loss.texture_weight=0"])}

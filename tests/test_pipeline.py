@@ -94,8 +94,8 @@ def project(tmp_path_factory):
 
 def test_repro_makes_every_output_and_then_does_nothing(project):
     root, env, first = project
-    assert {"synth", "iuv@synth", "textures@synth", "train-baseline@synth-0", "train-san@synth-0",
-            "evaluate@synth-baseline-0", "evaluate@synth-san-0", "report"} <= _stages_run(first)
+    assert {"synth", "iuv@synth", "textures@synth", "train-baseline@synth-0", "train-san@synth-san-0",
+            "evaluate-baseline@synth-0", "evaluate@synth-san-0", "report"} <= _stages_run(first)
     missing = [name for name in OUTPUTS if not (root / name).exists()]
     assert not missing, f"missing outputs: {missing}"
     report = (root / "data/metrics/report.md").read_text()
@@ -125,7 +125,7 @@ def test_a_texture_parameter_reruns_only_the_san_branch(project):
     diff = _run(["dvc", "params", "diff"], root, env)
     assert "textures.fill" in diff
     rerun = _stages_run(_run(["dvc", "repro"], root, env))
-    assert rerun == {"textures@synth", "train-san@synth-0", "evaluate@synth-san-0", "report"}, rerun
+    assert rerun == {"textures@synth", "train-san@synth-san-0", "evaluate@synth-san-0", "report"}, rerun
 
 
 def readme_block(marker):

@@ -72,7 +72,8 @@ def test_one_cmc_plot_per_experiment_compares_the_variants(tmp_path, monkeypatch
     monkeypatch.setattr(pictures, "plot_cmc", lambda path, curves, title="": drawn.update(
         {path.name: (sorted(curves), title)}) or path.write_bytes(b"png"))
 
-    write_cmc_files({"market1501": Experiment(test=["partial_reid", "market1501"])}, [0, 1], tmp_path / "cmc")
+    write_cmc_files({"market1501": Experiment(test=["partial_reid", "market1501"])}, [0, 1], ["baseline", "san"],
+                    tmp_path / "cmc")
 
     name = "trained-on-market1501-tested-on-partial_reid"
     assert sorted(p.name for p in (tmp_path / "cmc").iterdir()) == [f"{name}.json", f"{name}.png"]  # no runs: no plot
@@ -82,3 +83,31 @@ def test_one_cmc_plot_per_experiment_compares_the_variants(tmp_path, monkeypatch
     labels, title = drawn[f"{name}.png"]
     assert labels == ["SAN", "SAN re-ranked", "baseline", "baseline re-ranked"]
     assert title == "CMC: trained on market1501, tested on partial_reid (mean of seeds 0, 1)"
+
+
+def _write_summary(root, train, variant, seed, mAP, rank1):
+    path = root / "data/metrics/runs" / train / variant / f"seed{seed}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"synth": {"plain": {"mAP": mAP, "rank1": rank1}}}))
+
+
+def test_paired_differences_judge_each_variant_against_the_baseline_of_the_same_seed(tmp_path, monkeypatch):
+    from pipeline.report import collect, paired_differences
+
+    monkeypatch.chdir(tmp_path)
+    base = {0: (0.30, 0.50), 1: (0.40, 0.60), 2: (0.50, 0.70)}  # seeds differ by 10 points
+    for seed, (mAP, rank1) in base.items():
+        _write_summary(tmp_path, "synth", "baseline", seed, mAP, rank1)
+        _write_summary(tmp_path, "synth", "san", seed, mAP + 0.02 + 0.001 * seed, rank1)  # +2.0, +2.1, +2.2
+        _write_summary(tmp_path, "synth", "san-noisy", seed, mAP + (0.05, -0.04, 0.02)[seed], rank1 + 0.01)
+        _write_summary(tmp_path, "synth", "san-rank1", seed, mAP + 0.03, rank1 - 0.01)
+    _write_summary(tmp_path, "synth", "san-one", 0, 0.9, 0.9)
+    variants = ["baseline", "san", "san-noisy", "san-rank1", "san-one"]
+    table, seeds = collect({"synth": None}, [0, 1, 2, 3], variants)
+    assert seeds == [0, 1, 2]
+    rows = {line.split(" | ")[2]: line for line in paired_differences(table, variants).splitlines()[2:]}
+    assert rows["san"] == "| synth | synth | san | 3 | +2.1 ± 0.1 | +0.0 ± 0.0 | **beats the baseline** (mAP gain > 2 sd, Rank-1 not lower) |"
+    assert "+1.0 ± 4.6" in rows["san-noisy"] and "no clear gain (within 2 sd)" in rows["san-noisy"]
+    assert "mAP gain > 2 sd, but Rank-1 falls" in rows["san-rank1"]
+    assert "| 1 | +60.0 |" in rows["san-one"] and "one paired seed: no spread" in rows["san-one"]
+    assert "baseline" not in rows

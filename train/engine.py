@@ -63,8 +63,11 @@ def mean_over_ranks(values, device):
 
 # -- the loop ----------------------------------------------------------------------------------
 
-def train_epoch(module, loader, optim, prepare, *, device, amp="none", epoch=0, world_size=1, progress=True):
-    """One pass over ``loader``. Returns (mean of each loss, images/s, (inputs, visuals) of the last batch)."""
+def train_epoch(module, loader, optim, prepare, *, device, amp="none", epoch=0, world_size=1, progress=True,
+                probe=None):
+    """One pass over ``loader``. Returns (mean of each loss, images/s, (inputs, visuals) of the last batch).
+
+    ``probe``, when given, sees each batch's losses (graph attached) before the step: ``probe.step(losses)``."""
     module.train()
     sums, steps, images = {}, 0, 0
     last = None
@@ -74,6 +77,8 @@ def train_epoch(module, loader, optim, prepare, *, device, amp="none", epoch=0, 
         inputs = prepare(batch)
         with optim.forward_context(module), autocast(device, amp):
             losses, visuals = module(**inputs)
+        if probe is not None:
+            probe.step(losses)
         optim.step(losses)
         for name, value in losses.items():
             value = value.detach().float()
@@ -92,9 +97,12 @@ def train_epoch(module, loader, optim, prepare, *, device, amp="none", epoch=0, 
 
 
 def fit(module, loader, sampler, optim, prepare, *, start_epoch, total_epochs, device, amp="none", world_size=1,
-        main=True, progress=True, callbacks=()):
+        main=True, progress=True, callbacks=(), probe=None):
     """Epochs ``start_epoch`` .. ``total_epochs - 1``; after each, every ``callback(epoch, stats, last)`` in
     order (``last``: the last batch's inputs and visuals), then all processes meet.
+
+    ``probe`` (every process): ``probe.step(losses)`` before each optimiser step, and ``probe.end_epoch()``,
+    a dict of figures added to the epoch's stats (e.g. :class:`train.balance.GradientShares`).
 
     ``main``: this process logs (rank 0); ``progress``: show a tqdm bar."""
     for epoch in range(start_epoch, total_epochs):
@@ -102,10 +110,10 @@ def fit(module, loader, sampler, optim, prepare, *, start_epoch, total_epochs, d
         optim.set_epoch(epoch)
         lrs = optim.lrs()
         means, rate, last = train_epoch(module, loader, optim, prepare, device=device, amp=amp, epoch=epoch,
-                                        world_size=world_size, progress=progress)
+                                        world_size=world_size, progress=progress, probe=probe)
         means = mean_over_ranks(means, device)
         stats = {**{f"loss/{k}": v for k, v in means.items()}, **{f"lr/{k}": v for k, v in lrs.items()},
-                 "images_per_s": rate}
+                 "images_per_s": rate, **(probe.end_epoch() if probe is not None else {})}
         if main:
             log.info("epoch %d/%d: %s, %.1f images/s", epoch + 1, total_epochs,
                      ", ".join(f"{k} {v:.4f}" for k, v in means.items()), rate)

@@ -51,17 +51,29 @@ def batch_hard_triplet(feat, pids, margin=0.3):
     return _batch_hard(dist, pids, margin)
 
 
-def triplet_reid_constraints(dec_maps, pids, margin=0.3):
-    """SAN's Triplet ReID constraints: for each decoder map level, a batch-hard margin hinge on the
-    mean-squared distance between two images' maps (MSE over C, H, W); summed over levels.
+TR_DISTANCES = ("mse", "normalized")
 
-    The official code picks fixed (anchor, positive, negative) offsets that assume K=4
-    images per identity; batch-hard mining within each level works for any K.
+
+def triplet_reid_constraints(dec_maps, pids, margin=0.3, distance="normalized"):
+    """SAN's Triplet ReID constraints: for each decoder map level, a batch-hard margin hinge on a
+    distance between two images' maps; summed over levels.
+
+    ``distance``: ``mse``, the official mean-squared distance over C, H, W (between near-equal maps it
+    is tiny, so the hinge sits at the margin and carries almost no gradient); ``normalized``, the squared
+    Euclidean distance between the flattened maps once centred on the batch's mean map and
+    L2-normalised: in [0, 4], the scale of the margin, whatever the maps' size and magnitude, and
+    blind to what all images' maps share (which says nothing about identity). The official code picks fixed (anchor, positive, negative)
+    offsets that assume K=4 images per identity; batch-hard mining within each level works for any K.
     """
+    if distance not in TR_DISTANCES:
+        raise ValueError(f"unknown TR distance {distance!r}; choose one of {', '.join(TR_DISTANCES)}")
     total = 0.0
     for level in dec_maps:
         flat = level.float().flatten(1)  # (B, C*H*W)
-        dist = _squared_distances(flat) / flat.shape[1]
+        if distance == "normalized":
+            dist = _squared_distances(F.normalize(flat - flat.mean(0, keepdim=True), dim=1))
+        else:
+            dist = _squared_distances(flat) / flat.shape[1]
         total = total + _batch_hard(dist, pids, margin)
     return total if torch.is_tensor(total) else torch.zeros(())
 

@@ -18,11 +18,12 @@ class SANObjective(nn.Module):
     """
 
     def __init__(self, model, *, label_smoothing, triplet_margin, texture_weight, tr_weight, tr_margin,
-                 provenance_weights=()):
+                 tr_distance="normalized", provenance_weights=()):
         super().__init__()
         self.model = model
         self.label_smoothing, self.triplet_margin = label_smoothing, triplet_margin
         self.texture_weight, self.tr_weight, self.tr_margin = texture_weight, tr_weight, tr_margin
+        self.tr_distance = tr_distance
         table = torch.ones(256)
         table[:len(provenance_weights)] = torch.tensor(list(provenance_weights), dtype=torch.float32)
         self.register_buffer("provenance_table", table, persistent=False)
@@ -38,5 +39,6 @@ class SANObjective(nn.Module):
         if texture is not None:
             weights = self.provenance_table[provenance.long()] if self.weighted else None  # (B, 1, 6P, 4P)
             losses["texture"] = self.texture_weight * texture_l1(texture, target, mask, weights)
-            losses["tr"] = self.tr_weight * triplet_reid_constraints(out["dec_maps"], pids, self.tr_margin)
+            losses["tr"] = self.tr_weight * triplet_reid_constraints(out["dec_maps"], pids, self.tr_margin,
+                                                                       self.tr_distance)
         return losses, texture

@@ -21,6 +21,7 @@ from densepose_textures.errors import InputError
 from densepose_textures.imageio import write_rgb
 
 from . import checkpoint as ckpt
+from .balance import GradientShares
 from .data import IMAGENET_MEAN, IMAGENET_STD, TrainImages, batch_to_device
 from .device_data import build_loader
 from .engine import Logger, fit, setup_distributed
@@ -114,12 +115,26 @@ def build_objective(settings, net, device, world):
     return objective
 
 
+def build_probe(settings, net):
+    """Gradient shares at the backbone (and the decoder's gain toward its target share), or None when off."""
+    b = settings.balance
+    if b.every <= 0:
+        if b.decoder_share > 0:
+            raise InputError("train.balance.decoder_share needs measurements: set train.balance.every > 0")
+        return None
+    if b.decoder_share > 0 and settings.optim.profile == "faithful":
+        log.warning("train.balance.decoder_share under the faithful profile: the texture losses have Adams of "
+                    "their own, which take steps of the same size whatever the gradient's scale, so the gain "
+                    "barely matters; there optim.texture_lr sets how far the decoder moves the encoder")
+    return GradientShares(net, every=b.every, decoder_share=b.decoder_share, rate=b.rate)
+
+
 def run_record(settings, variant, data):
     """The settings a checkpoint records and a resume must match (how the data is loaded may change)."""
     data_settings = {k: v for k, v in asdict(settings.data).items() if k not in HOW_LOADED}
     textures = data.images.textures
     return _plain({"variant": variant, "seed": settings.seed, "data": data_settings, "optim": asdict(settings.optim),
-                   "loss": asdict(settings.loss), "amp": settings.amp,
+                   "loss": asdict(settings.loss), "balance": asdict(settings.balance), "amp": settings.amp,
                    "textures": textures.attrs.get("image_list_digest") if textures is not None else None})
 
 
@@ -277,7 +292,7 @@ def train_model(settings, *, variant, dataset, out_dir, textures=None, evaluatio
     try:
         fit(module, data.loader, data.sampler, optimization, prepare, start_epoch=start_epoch,
             total_epochs=total_epochs, device=device, amp=settings.amp, world_size=world, main=main,
-            progress=progress and main, callbacks=callbacks)
+            progress=progress and main, callbacks=callbacks, probe=build_probe(settings, net))
     finally:
         logger.end()
     if start_epoch >= total_epochs and main:

@@ -17,6 +17,8 @@ class ModelParams:
     embed_dim: int = 512
     last_stride: int = 2  # CPU profile; the paper uses 1 (a 2x larger layer4 map)
     pretrained: str = ""  # path to ImageNet weights in torchvision's key names
+    decoder_init: str = "official"  # official (Xavier, gain 0.02) | standard (PyTorch's default init)
+    decoder_width: float = 0.5  # multiplies the decoder's channel counts (1: the official decoder; the paper profile)
 
 
 @dataclass
@@ -56,7 +58,17 @@ class LossParams:
     texture_weight: float = 1.0
     tr_weight: float = 1.0  # Triplet ReID constraints on decoder maps
     tr_margin: float = 0.3
+    tr_distance: str = "normalized"  # normalized (L2-normalised maps) | mse (official)
     provenance_weights: list[float] = field(default_factory=list)  # per fill step 0..4; empty: uniform
+
+
+@dataclass
+class BalanceParams:
+    """How much the decoder's losses move the encoder (:mod:`train.balance`)."""
+
+    decoder_share: float = 0.3  # target share of texture + tr in the backbone's gradient; 0: gain 1 (official)
+    every: int = 20  # steps between gradient measurements (0: never measured, the gain stays as it is)
+    rate: float = 0.5  # how far each measurement moves the gain toward the target (in log space)
 
 
 @dataclass
@@ -67,6 +79,7 @@ class TrainParams:
     data: DataParams = field(default_factory=DataParams)
     optim: OptimParams = field(default_factory=OptimParams)
     loss: LossParams = field(default_factory=LossParams)
+    balance: BalanceParams = field(default_factory=BalanceParams)
     epochs: int = 20  # main epochs, after warm-up
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N

@@ -45,7 +45,7 @@ def test_digest(dataset, out):
 
 @click.command("evaluate-experiment")
 @click.option("--dataset", required=True, help="Training dataset: a key of `experiments` in the parameters.")
-@click.option("--variant", type=click.Choice(report.VARIANTS), required=True)
+@click.option("--variant", required=True, help="baseline, or a SAN variant's name (`variants` in the parameters).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Training seed of the model.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Model to evaluate (default: data/models/<dataset>/<variant>/seed<S>/last.pt).")
@@ -60,6 +60,8 @@ def evaluate_experiment(ctx, dataset, variant, seed, checkpoint):
     from .evaluate import evaluate
 
     experiment = _experiment(dataset)
+    if variant != report.BASELINE:
+        params_from_context().variant(variant)  # refuses a name the parameters do not know
     checkpoint = checkpoint or paths.model_dir(dataset, variant) / f"seed{seed}" / "last.pt"
     if not checkpoint.is_file():
         fail(f"model {checkpoint} not found: run `sanreid train --dataset {dataset} --variant {variant}` first")
@@ -69,6 +71,9 @@ def evaluate_experiment(ctx, dataset, variant, seed, checkpoint):
         out = details / test
         ctx.invoke(evaluate, dataset=test, checkpoint=checkpoint, out=out)
         summary[test] = json.loads((out / "metrics.json").read_text())
+    training = checkpoint.parent / "dvclive" / "metrics.json"
+    if training.is_file():  # the training's last figures (losses, gradient shares) for the report
+        write_text(details / report.TRAINING_FILE, training.read_text())
     path = report.run_summary_path(dataset, variant, seed)
     write_text(path, json.dumps(summary, indent=2) + "\n")
     click.echo(f"wrote {path}")
@@ -81,6 +86,7 @@ def evaluate_experiment(ctx, dataset, variant, seed, checkpoint):
 def report_command(out):
     """Baseline vs SAN on every test set (mean and spread over seeds), and texture quality."""
     params = params_from_context()
-    path = report.write_report(params.experiments, params.seeds, out or paths.metrics_dir() / "report.md")
+    path = report.write_report(params.experiments, params.seeds, params.variant_names(),
+                               out or paths.metrics_dir() / "report.md")
     click.echo(path.read_text())
     click.echo(f"wrote {path}")

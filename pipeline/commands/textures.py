@@ -10,7 +10,7 @@ import click
 from densepose_textures.errors import InputError
 
 from .. import __version__, paths
-from ..params import with_options
+from ..params import TARGETS, with_options
 from .common import params_from_context, user_errors
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,9 @@ def parallel_backend(parallel, jobs, scheduler=None):
               help="Targets from each image's IUV warp, or the renderer's true atlases (synth only) [textures.source].")
 @click.option("--fuse", type=click.Choice(["none", "identity"]), default=None,
               help="identity: every training image gets its identity's fused atlas [textures.fuse].")
+@click.option("--targets", type=click.Choice(list(TARGETS)), default=None,
+              help="Shorthand for a SAN variant's targets: per-image (--source warp --fuse none), fused "
+                   "(--source warp --fuse identity) or truth (--source truth --fuse none).")
 @click.option("--jobs", type=click.IntRange(min=1), default=None, help="Parallel workers [textures.jobs].")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=None, help="Images per parallel task [textures.chunk_size].")
 @click.option("--shard-size", type=click.IntRange(min=1), default=None, help="Images per shard file [textures.shard_size].")
@@ -134,8 +137,8 @@ def parallel_backend(parallel, jobs, scheduler=None):
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Set directory [default: data/textures/<dataset>, -truth and/or -fused added for those targets].")
 @user_errors
-def gen_textures(dataset, variant, root, iuv_store, size, splat, fill, mirror, mirror_file, source, fuse, jobs,
-                 chunk_size, shard_size, parallel, scheduler, force, out):
+def gen_textures(dataset, variant, root, iuv_store, size, splat, fill, mirror, mirror_file, source, fuse, targets,
+                 jobs, chunk_size, shard_size, parallel, scheduler, force, out):
     """Build the HDF5 texture set of one dataset: warp each image into the atlas, fill, write shards.
 
     Covers every image of the IUV store. --fuse identity gives every training image its identity's
@@ -146,6 +149,10 @@ def gen_textures(dataset, variant, root, iuv_store, size, splat, fill, mirror, m
     from densepose_textures.textures import build_texture_set
     from pipeline import datasets
 
+    if targets:
+        if source or fuse:
+            raise click.UsageError("--targets sets --source and --fuse: give one or the other")
+        source, fuse = TARGETS[targets]
     params = with_options(params_from_context().textures, size=size, splat=splat, fill=fill, mirror=mirror,
                           mirror_file=mirror_file, source=source, fuse=fuse, jobs=jobs, chunk_size=chunk_size,
                           shard_size=shard_size, parallel=parallel)

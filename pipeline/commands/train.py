@@ -15,9 +15,10 @@ from .common import params_from_context, user_errors
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Dataset root (default: data/raw/<dataset>).")
 @click.option("--textures", type=click.Path(path_type=Path), default=None,
-              help="Texture set of the san variant (default: data/textures/<dataset>/).")
-@click.option("--variant", type=click.Choice(["baseline", "san"]), required=True,
-              help="baseline: the encoder alone; san: encoder + texture decoder + TR constraints.")
+              help="Texture set of a SAN variant (default: the variant's targets, data/textures/<dataset>[-fused|-truth]).")
+@click.option("--variant", required=True,
+              help="baseline: the encoder alone; san (or another name under `variants` in params.yaml): encoder + "
+                   "texture decoder + TR constraints, with that variant's targets and settings.")
 @click.option("--epochs", type=int, default=None, help="Main epochs, after the warm-up (default: train.epochs).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output directory: last.pt, dvclive logs, pictures (default: data/models/<dataset>/<variant>/).")
@@ -28,16 +29,19 @@ from .common import params_from_context, user_errors
 def train(dataset, root, textures, variant, epochs, out, resume, assignments):
     """Train the baseline or SAN on one dataset; checkpoints, logs and pictures go to --out."""
     from pipeline import datasets, paths
-    from pipeline.params import override, with_options
+    from pipeline.params import TARGETS, override, with_options
     from train.run import train_model
 
     params = params_from_context()
-    settings = with_options(override(params.train, assignments), epochs=epochs)
+    san = params.variant(variant) if variant != "baseline" else None
+    settings = override(params.train, list(san.set) if san else [])
+    settings = with_options(override(settings, assignments), epochs=epochs)
     ds = datasets.load(dataset, root)
-    if variant == "san" and textures is None:
-        textures = paths.texture_set(ds.name)
-    last = train_model(settings, variant=variant, dataset=ds, out_dir=out or paths.model_dir(ds.name, variant),
-                       textures=textures if variant == "san" else None, evaluation=params.eval, resume=resume)
+    if san and textures is None:
+        textures = paths.texture_set(ds.name, *TARGETS[san.targets])
+    last = train_model(settings, variant="san" if san else "baseline", dataset=ds,
+                       out_dir=out or paths.model_dir(ds.name, variant), textures=textures if san else None,
+                       evaluation=params.eval, resume=resume)
     if os.environ.get("RANK", "0") == "0":
         click.echo(f"wrote {last}")
 

@@ -5,7 +5,13 @@ layer3 skip; four up-blocks (residual unit, ReLU, bilinear x2, reflection-padded
 3x3 conv) 512 -> 256 -> 64 -> 32 -> 16, with additive skips from layer2 after
 block 1 and layer1 after block 2; a reflection-padded 7x7 conv to 3 channels (no
 tanh), resized to the atlas image. Channel counts of the skips come from the
-backbone, so ResNet-18 works too. Init: Xavier-normal, gain 0.02.
+backbone, so ResNet-18 works too. ``width`` multiplies every channel count (0.5: about a quarter
+of the decoder's compute). Init: Xavier-normal, gain 0.02 (``official``), or PyTorch's
+default (``standard``).
+
+The encoder's maps enter through :func:`scale_gradient` with the buffer ``encoder_gain``: the
+forward pass is unchanged, and the gradient the decoder's losses send back into the encoder is
+multiplied by the gain (1: the official behaviour). :mod:`train.balance` sets it.
 
 Shapes for ResNet-50, 256x128 input, last stride 1 (B = batch):
     layer4 (B, 2048, 16, 8) -> reduce (B, 512, 16, 8)  + layer3 skip (B, 512, 16, 8)
@@ -15,10 +21,28 @@ Shapes for ResNet-50, 256x128 input, last stride 1 (B = batch):
     up4 (B, 16, 256, 128) -> final (B, 3, 256, 128) -> resized (B, 3, 6P, 4P)
 """
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
 UP_CHANNELS = (512, 256, 64, 32, 16)
+DECODER_INITS = ("official", "standard")
+
+
+class _ScaleGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, gain):
+        ctx.gain = gain.detach().clone()  # the gain of this forward pass, whatever happens to the buffer later
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.gain.to(grad.dtype), None
+
+
+def scale_gradient(x, gain):
+    """``x`` unchanged in the forward pass; its gradient multiplied by the 0-d tensor ``gain`` in the backward."""
+    return _ScaleGradient.apply(x, gain)
 
 
 def conv_bn_relu_1x1(cin, cout):
@@ -64,10 +88,14 @@ def _add_skip(x, skip):
 class Decoder(nn.Module):
     """``forward([layer1, layer2, layer3, layer4]) -> (texture (B, 3, 6P, 4P), [up1, up2, up3, up4])``."""
 
-    def __init__(self, stage_channels, texture_size):
+    def __init__(self, stage_channels, texture_size, init="official", width=1.0):
         super().__init__()
+        if init not in DECODER_INITS:
+            raise ValueError(f"unknown decoder init {init!r}; choose one of {', '.join(DECODER_INITS)}")
+        if width <= 0:
+            raise ValueError(f"decoder width must be positive, got {width}")
         c1, c2, c3, c4 = stage_channels
-        u0, u1, u2, u3, u4 = UP_CHANNELS
+        u0, u1, u2, u3, u4 = (max(1, round(c * width)) for c in UP_CHANNELS)
         self.texture_size = int(texture_size)
         self.reduce = conv_bn_relu_1x1(c4, u0)
         self.skip3 = conv_bn_relu_1x1(c3, u0)
@@ -78,7 +106,9 @@ class Decoder(nn.Module):
         self.up3 = UpBlock(u2, u3)
         self.up4 = UpBlock(u3, u4)
         self.final = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(u4, 3, kernel_size=7))
-        init_decoder_weights(self)
+        self.register_buffer("encoder_gain", torch.ones(()))
+        if init == "official":
+            init_decoder_weights(self)
 
     @property
     def output_size(self):
@@ -86,7 +116,7 @@ class Decoder(nn.Module):
         return 6 * self.texture_size, 4 * self.texture_size
 
     def forward(self, stages):
-        c1, c2, c3, c4 = stages
+        c1, c2, c3, c4 = (scale_gradient(s, self.encoder_gain) for s in stages)
         x = _add_skip(self.reduce(c4), self.skip3(c3))  # (B, 512, H/16, W/16)
         d1 = self.up1(x)  # (B, 256, H/8, W/8)
         d2 = self.up2(_add_skip(d1, self.skip2(c2)))  # (B, 64, H/4, W/4)

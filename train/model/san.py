@@ -27,10 +27,12 @@ class SAN(nn.Module):
 
     def __init__(self, num_classes, backbone=ModelParams.backbone, head=ModelParams.head,
                  embed_dim=ModelParams.embed_dim, last_stride=ModelParams.last_stride, texture_size=None,
-                 pretrained=ModelParams.pretrained):
+                 pretrained=ModelParams.pretrained, decoder_init=ModelParams.decoder_init,
+                 decoder_width=ModelParams.decoder_width):
         super().__init__()
         self.model_args = dict(num_classes=num_classes, backbone=backbone, head=head, embed_dim=embed_dim,
-                               last_stride=last_stride, texture_size=texture_size)
+                               last_stride=last_stride, texture_size=texture_size, decoder_init=decoder_init,
+                               decoder_width=decoder_width)
         self.encoder = Encoder(num_classes, backbone, head, embed_dim, last_stride)
         if pretrained:
             load_pretrained(self.encoder.backbone, pretrained)
@@ -39,7 +41,7 @@ class SAN(nn.Module):
         else:
             if not isinstance(texture_size, int) or texture_size < 1:
                 raise InputError(f"texture_size must be a positive int (the atlas patch size P), got {texture_size!r}")
-            self.decoder = Decoder(self.encoder.backbone.stage_channels, texture_size)
+            self.decoder = Decoder(self.encoder.backbone.stage_channels, texture_size, decoder_init, decoder_width)
 
     @property
     def feature_dim(self):
