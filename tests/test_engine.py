@@ -5,12 +5,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from densepose_textures.storage import partial_dir
 from pipeline.cli import main
 from train.data import TrainImages, batch_to_device
 from train.export import load_encoder
 from train.model import SAN
 from train.objective import SANObjective
 from pipeline.params import override
+from train.engine import rewind_log
 from train.run import LogStats, Monitor, SaveCheckpoint, TexturePictures, due, initial_model, train_model
 from train.settings import TrainParams
 from train_fixtures import TRAIN_SETTINGS, synth_items, one_thread, train_set  # noqa: F401  (fixtures)
@@ -55,6 +57,7 @@ def test_two_epochs_of_san_lower_the_losses_and_write_outputs(train_set, tmp_pat
     encoder, preprocess = load_encoder(out / "last.pt")
     assert preprocess["height"] == 64 and encoder(torch.zeros(2, 3, 64, 32)).shape == (2, 512)
     assert sorted(p.name for p in (out / "pictures").iterdir()) == ["textures-epoch0001.png", "textures-epoch0002.png"]
+    assert not partial_dir(out).exists()  # the work directory became the output
     metrics = json.loads((out / "dvclive" / "metrics.json").read_text())
     assert metrics["step"] == 1 and set(metrics["loss"]) == {"id", "triplet", "texture", "tr"}
     assert 0 <= metrics["test"]["rank1"] <= 1 and 0 <= metrics["test"]["mAP"] <= 1
@@ -142,3 +145,19 @@ def test_the_library_trains_exactly_as_the_cli(train_set, tmp_path):
     a, b = (torch.load(p, map_location="cpu", weights_only=True) for p in (direct, tmp_path / "cli" / "last.pt"))
     assert a["run"] == b["run"] and a["model_args"] == b["model_args"] and a["epoch"] == b["epoch"] == 1
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_rewind_log_keeps_whole_rows_before_the_step(tmp_path):
+    metrics = tmp_path / "plots" / "metrics"
+    (metrics / "loss").mkdir(parents=True)
+    (metrics / "loss" / "id.tsv").write_text("step\tid\n0\t3.0\n1\t2.5\n2\t2.0\n3\t1.")
+    (metrics / "images_per_s.tsv").write_text("step\timages_per_s\n0\t10.0\n1\t12")  # last row cut
+    (metrics / "test").mkdir()
+    (metrics / "test" / "rank1.tsv").write_text("step\tra")  # killed while writing the header
+    (tmp_path / "metrics.json").write_text('{"loss": {"id"')
+    rewind_log(tmp_path, 2)
+    assert (metrics / "loss" / "id.tsv").read_text() == "step\tid\n0\t3.0\n1\t2.5\n"
+    assert (metrics / "images_per_s.tsv").read_text() == "step\timages_per_s\n0\t10.0\n"
+    assert not (metrics / "test" / "rank1.tsv").exists()
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {"loss": {"id": 2.5}, "images_per_s": 10.0,
+                                                                    "step": 1}

@@ -5,15 +5,18 @@ caller hands to :func:`fit`, run at the end of each epoch.
 """
 
 import contextlib
+import json
 import logging
 import os
 import time
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
 from densepose_textures.device import resolve_device
+from densepose_textures.storage import write_text
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +117,57 @@ def fit(module, loader, sampler, optim, prepare, *, start_epoch, total_epochs, d
         barrier()
 
 
+def rewind_log(directory, step):
+    """Leave the dvclive directory ``directory`` as it was after steps 0 .. ``step`` - 1.
+
+    A run killed after its checkpoint, or while dvclive was writing, leaves rows of later steps, a
+    half-written last row or a truncated ``metrics.json``. The metric files keep their complete rows
+    before ``step``; ``metrics.json`` is rewritten from them (what dvclive reads to resume).
+    """
+    directory = Path(directory)
+    summary = {}
+    for tsv in sorted((directory / "plots" / "metrics").rglob("*.tsv")):
+        lines = tsv.read_text(encoding="utf-8").splitlines(keepends=True)
+        if not lines or not lines[0].endswith("\n"):  # not even a whole header: dvclive starts the file again
+            tsv.unlink()
+            continue
+        header, rows = lines[0], lines[1:]
+        names = header.rstrip("\r\n").split("\t")
+        kept = [row for row in rows if _complete_row(row, names, step)]
+        write_text(tsv, header + "".join(kept))
+        if kept:
+            node = summary
+            *parents, leaf = tsv.relative_to(directory / "plots" / "metrics").with_suffix("").parts
+            for name in parents:
+                node = node.setdefault(name, {})
+            node[leaf] = float(kept[-1].rstrip("\r\n").split("\t")[-1])
+    write_text(directory / "metrics.json", json.dumps({**summary, "step": step - 1}, indent=4))
+
+
+def _complete_row(row, names, step):
+    """Whether a dvclive metric row is whole (ends its line, one value per column) and of a step before ``step``."""
+    values = row.rstrip("\r\n").split("\t")
+    if not row.endswith("\n") or len(values) != len(names) or "step" not in names:
+        return False
+    try:
+        float(values[-1])
+        return int(values[names.index("step")]) < step
+    except ValueError:
+        return False
+
+
 class Logger:
-    """dvclive metrics and images on the main process; a no-op elsewhere. One dvclive step per epoch."""
+    """dvclive metrics and images on the main process; a no-op elsewhere. One dvclive step per epoch.
+
+    ``resume``: continue the log of ``directory`` at ``step`` (see :func:`rewind_log`)."""
 
     def __init__(self, directory, *, resume, step, enabled=True):
         self.live = None
         if enabled:
             from dvclive import Live
 
+            if resume:
+                rewind_log(directory, step)
             self.live = Live(dir=str(directory), resume=resume, save_dvc_exp=False, dvcyaml=False)
             self.live.step = step
 
