@@ -12,10 +12,14 @@ target is the mirrored atlas: texels move to their mirror texels (left and right
 parts swapped) through the set's ``mirror_index``. Randomness comes from
 ``(seed, epoch, slot)`` of each sample (see :mod:`train.sampler`), never from
 worker state, so runs are identical whatever the number of workers and resume.
+
+Images that do not decode are left out before training (:func:`readable_items`).
 """
 
 import logging
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -35,14 +39,36 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def first_names(names, shown=5):
+    """``a, b, c and 4 more``: the first ``shown`` of ``names`` and how many others."""
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def _decodes(path):
+    data = np.fromfile(str(path), dtype=np.uint8) if path.is_file() else np.zeros(0, np.uint8)
+    return data.size > 0 and cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_8) is not None
+
+
+def readable_items(root, items, threads=8):
+    """The ``items`` whose image file decodes; the others are left out, with one warning naming the first few."""
+    root = Path(root)
+    with ThreadPoolExecutor(min(threads, os.cpu_count() or 1)) as pool:  # OpenCV decodes without the GIL
+        ok = list(pool.map(lambda item: _decodes(root / item[0]), items))
+    bad = [rel for (rel, _, _), good in zip(items, ok) if not good]
+    if bad:
+        log.warning("left out %d of %d training images that cannot be read (corrupt, empty or not images): %s",
+                    len(bad), len(items), first_names(bad))
+    return [item for item, good in zip(items, ok) if good]
+
+
 def join_textures(items, textures):
     """Record index in ``textures`` of each training item; InputError naming the images without one."""
     where = {key: i for i, key in enumerate(textures.keys)}
     missing = [rel for rel, _, _ in items if rel not in where]
     if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise InputError(
-            f"{len(missing)} training image(s) have no record in the texture set {textures.path}: {shown}; "
+            f"{len(missing)} training image(s) have no record in the texture set {textures.path}: "
+            f"{first_names(missing)}; "
             "rebuild the set for this dataset (sanreid gen-textures --dataset NAME) or pass the right --textures"
         )
     return np.array([where[rel] for rel, _, _ in items], dtype=np.int64)
@@ -85,10 +111,11 @@ class TrainImages(torch.utils.data.Dataset):
             self.record = join_textures(self.items, self.textures)
             self.texture_size = int(self.textures.size)
             self.mirror_index = np.asarray(self.textures.mirror_index, dtype=np.int64).reshape(-1)  # (24 P P,)
-            self.empty_records = count_empty(self.textures, self.record)
-            if self.empty_records:
-                log.info("%d of %d training images have no person in the texture set: their texture loss is masked",
-                         self.empty_records, len(self.items))
+            empty = [rel for (rel, _, _), found in zip(self.items, self.textures.found[self.record]) if not found]
+            self.empty_records = len(empty)
+            if empty:
+                log.info("%d of %d training images have no person in the texture set (their texture loss is masked): "
+                         "%s", len(empty), len(self.items), first_names(empty))
 
     def __len__(self):
         return len(self.items)
@@ -145,11 +172,6 @@ def mirror_atlas(atlas, mirror_index):
     """
     flat = atlas.reshape(mirror_index.size, -1)
     return flat[mirror_index].reshape(atlas.shape)
-
-
-def count_empty(textures, records):
-    """How many of ``records`` have no person behind them (provenance 255 throughout)."""
-    return int(np.count_nonzero(~np.asarray(textures.found, dtype=bool)[records]))
 
 
 def _quiet_worker(_):

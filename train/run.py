@@ -23,7 +23,7 @@ from densepose_textures.imageio import write_rgb
 from densepose_textures.storage import WorkDir, image_list_digest, partial_dir
 
 from . import checkpoint as ckpt
-from .data import IMAGENET_MEAN, IMAGENET_STD, TrainImages, batch_to_device, make_loader
+from .data import IMAGENET_MEAN, IMAGENET_STD, TrainImages, batch_to_device, make_loader, readable_items
 from .engine import Logger, barrier, fit, setup_distributed
 from .model import SAN
 from .objective import SANObjective
@@ -82,9 +82,10 @@ class TrainData:
 
 
 def build_data(settings, root, items, textures, device, *, rank=0, world=1):
-    """Augmented images (with texture targets when ``textures`` is a set), the P x K sampler, the loader."""
+    """Augmented images (with texture targets when ``textures`` is a set), the P x K sampler, the loader.
+    Images that cannot be read are left out (:func:`train.data.readable_items`)."""
     d = settings.data
-    images = TrainImages(root, items, textures, seed=settings.seed, height=d.height, width=d.width, flip=d.flip,
+    images = TrainImages(root, readable_items(root, items), textures, seed=settings.seed, height=d.height, width=d.width, flip=d.flip,
                          resize_crop=d.resize_crop, resize_crop_prob=d.resize_crop_prob, erasing=d.erasing)
     sampler = IdentitySampler(images.pids, d.ids_per_batch, d.images_per_id, seed=settings.seed, rank=rank,
                               world_size=world)
