@@ -175,13 +175,18 @@ def mirror_atlas(atlas, mirror_index):
 
 
 def _quiet_worker(_):
-    """One thread per DataLoader worker: the workers are the parallelism (no OpenCV/torch oversubscription)."""
-    cv2.setNumThreads(1)
+    """One torch thread per DataLoader worker: the workers are the parallelism (no oversubscription)."""
     torch.set_num_threads(1)
 
 
 def make_loader(dataset, sampler, *, workers, device):
-    """DataLoader over an identity batch sampler; pinned memory on CUDA, persistent workers."""
+    """DataLoader over an identity batch sampler; pinned memory on CUDA, persistent workers.
+
+    With workers, OpenCV is set to one thread in this process, before they fork, and so in them: a worker
+    that resizes the OpenCV thread pool of a parent that has used it hangs (the pool's threads are not forked).
+    """
+    if workers > 0:
+        cv2.setNumThreads(1)
     return torch.utils.data.DataLoader(
         dataset,
         batch_sampler=sampler,
