@@ -93,6 +93,13 @@ def test_user_errors_are_clean(train_set, tmp_path):
     assert result.exit_code == 2 and "unknown setting" in result.output
 
 
+class PlainImages:
+    """Stands for TrainImages in the picture callback: a grey image per sample."""
+
+    def image(self, index, epoch, slot, erase):
+        return np.full((16, 8, 3), 100, np.uint8), False
+
+
 class RecordingLogger:
     def __init__(self):
         self.metrics, self.images = [], []
@@ -118,9 +125,10 @@ def test_end_of_epoch_callbacks(monkeypatch, tmp_path):
     monkeypatch.setattr(run.ckpt, "save_checkpoint", lambda path, *, epoch, **state: saved.append((path, epoch, state)))
     images = torch.zeros(3, 3, 16, 8)
     batch = ({"images": images, "target": torch.zeros(3, 3, 12, 8), "mask": torch.ones(3, 1, 12, 8)},
-             torch.zeros(3, 3, 12, 8))
+             torch.zeros(3, 3, 12, 8), {"key": torch.tensor([[0, 0, 0], [1, 0, 1], [2, 0, 2]])})
     callbacks = [LogStats(logger), Monitor(lambda model: {"test/rank1": 0.5, "test/mAP": 0.25}, "net", logger, 2, 3),
-                 TexturePictures(tmp_path / "pictures", logger, 0, 3), SaveCheckpoint(tmp_path / "last.pt", 1, 3, run=1)]
+                 TexturePictures(tmp_path / "pictures", logger, 0, 3, PlainImages()),
+                 SaveCheckpoint(tmp_path / "last.pt", 1, 3, run=1)]
     for epoch in range(3):
         for callback in callbacks:
             callback(epoch, {"loss/id": float(epoch)}, batch)
@@ -129,7 +137,7 @@ def test_end_of_epoch_callbacks(monkeypatch, tmp_path):
     assert [p.name for p in (tmp_path / "pictures").iterdir()] == ["textures-epoch0003.png"]
     assert [name for name, _ in logger.images] == ["textures.png"]
     assert [(path.name, epoch, state) for path, epoch, state in saved] == [("last.pt", e, {"run": 1}) for e in (1, 2, 3)]
-    TexturePictures(tmp_path / "baseline", logger, 1, 3)(0, {}, (batch[0], None))  # no decoder: no picture
+    TexturePictures(tmp_path / "baseline", logger, 1, 3, PlainImages())(0, {}, (batch[0], None, batch[2]))  # no decoder
     assert not (tmp_path / "baseline").exists()
 
 

@@ -1,10 +1,10 @@
 """Training data: images from the dataset root, texture targets from a texture set, joined by key.
 
-A sample is ``image`` (3, H, W) uint8, ``pid``, and with a texture set ``target``
-(3, 6P, 4P) uint8, the atlas drawn as one image, and ``provenance`` (1, 6P, 4P)
-uint8 (255 where the target has no evidence). Tensors stay uint8 until
-:func:`batch_to_device`, which normalises on the device (a quarter of the
-host-to-device traffic of float batches).
+A sample is ``image`` (3, H, W) uint8, ``pid``, ``key`` (index, epoch, slot; -1 when not
+augmented), and with a texture set ``target`` (3, 6P, 4P) uint8, the atlas drawn as one
+image, and ``provenance`` (1, 6P, 4P) uint8 (255 where the target has no evidence).
+Tensors stay uint8 until :func:`batch_to_device`, which normalises on the device (a
+quarter of the host-to-device traffic of float batches).
 
 Augmentation (torchreid's recipe): random 1.125x resize-crop, horizontal flip,
 random erasing (image only). A flipped image shows the mirrored person, so its
@@ -122,24 +122,30 @@ class TrainImages(torch.utils.data.Dataset):
 
     def __getitem__(self, key):
         index, epoch, slot = key if isinstance(key, tuple) else (key, None, None)
-        rel, pid, _ = self.items[index]
-        image = read_rgb(self.root / rel)
-        flipped = False
-        if epoch is None:
-            image = cv2.resize(image, self.size[::-1], interpolation=cv2.INTER_LINEAR)
-        else:
-            rng = np.random.default_rng([self.seed, epoch, slot])
-            image = self._resize_crop(image, rng)
-            flipped = self.flip and rng.random() < 0.5
-            if flipped:
-                image = image[:, ::-1]
-            image = np.ascontiguousarray(image)
-            if rng.random() < self.erasing:
-                image = random_erasing(image, rng, self.fill)
-        sample = {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), "pid": int(pid)}
+        image, flipped = self.image(index, epoch, slot)
+        sample = {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+                  "pid": int(self.pids[index]), "key": torch.tensor([index, -1 if epoch is None else epoch,
+                                                                     -1 if slot is None else slot])}
         if self.textures is not None:
             sample.update(self.target(index, flipped))
         return sample
+
+    def image(self, index, epoch=None, slot=None, *, erase=True):
+        """(H, W, 3) uint8 image of sample ``(index, epoch, slot)`` and whether it is flipped; only resized when
+        ``epoch`` is None (or -1, as in a sample's ``key``). ``erase=False``: the same augmented image before
+        random erasing (what pictures show)."""
+        image = read_rgb(self.root / self.items[index][0])
+        if epoch is None or epoch < 0:
+            return cv2.resize(image, self.size[::-1], interpolation=cv2.INTER_LINEAR), False
+        rng = np.random.default_rng([self.seed, epoch, slot])
+        image = self._resize_crop(image, rng)
+        flipped = self.flip and rng.random() < 0.5
+        if flipped:
+            image = image[:, ::-1]
+        image = np.ascontiguousarray(image)
+        if rng.random() < self.erasing and erase:
+            image = random_erasing(image, rng, self.fill)
+        return image, flipped
 
     def _resize_crop(self, image, rng):
         h, w = self.size

@@ -67,7 +67,8 @@ def mean_over_ranks(values, device):
 # -- the loop ----------------------------------------------------------------------------------
 
 def train_epoch(module, loader, optim, prepare, *, device, amp="none", epoch=0, world_size=1, progress=True):
-    """One pass over ``loader``. Returns (mean of each loss, images/s, (inputs, visuals) of the last batch)."""
+    """One pass over ``loader``. Returns (mean of each loss, images/s, (inputs, visuals, batch as loaded) of the
+    last batch)."""
     module.train()
     sums, steps, images = {}, 0, 0
     last = None
@@ -83,7 +84,7 @@ def train_epoch(module, loader, optim, prepare, *, device, amp="none", epoch=0, 
             sums[name] = sums[name] + value if name in sums else value
         steps += 1
         images += len(inputs["pids"]) * world_size
-        last = (inputs, visuals.detach() if torch.is_tensor(visuals) else visuals)
+        last = (inputs, visuals.detach() if torch.is_tensor(visuals) else visuals, batch)
         if progress and (steps % 10 == 1 or steps == len(loader)):
             rate = images / max(time.perf_counter() - start, 1e-9)
             bar.set_postfix({"img/s": f"{rate:.1f}", **{n: f"{v.item() / steps:.3f}" for n, v in sums.items()}})
@@ -97,7 +98,7 @@ def train_epoch(module, loader, optim, prepare, *, device, amp="none", epoch=0, 
 def fit(module, loader, sampler, optim, prepare, *, start_epoch, total_epochs, device, amp="none", world_size=1,
         main=True, progress=True, callbacks=()):
     """Epochs ``start_epoch`` .. ``total_epochs - 1``; after each, every ``callback(epoch, stats, last)`` in
-    order (``last``: the last batch's inputs and visuals), then all processes meet.
+    order (``last``: the last batch's inputs, visuals and the batch as loaded), then all processes meet.
 
     ``main``: this process logs (rank 0); ``progress``: show a tqdm bar."""
     for epoch in range(start_epoch, total_epochs):

@@ -35,6 +35,7 @@ from .visual import texture_rows
 log = logging.getLogger(__name__)
 
 VARIANTS = ("baseline", "san")
+PICTURE_ROWS = 4  # samples in a training picture
 AMP_MODES = ("none", "bf16", "fp16")
 
 
@@ -226,18 +227,19 @@ class Monitor:
 
 
 class TexturePictures:
-    """Input | predicted atlas | target atlas of the epoch's last batch (san), as a PNG and in dvclive."""
+    """Input | predicted atlas | target atlas of the epoch's last batch (san), as a PNG and in dvclive; the input
+    as augmented but not erased, taken again from ``images`` (a :class:`train.data.TrainImages`)."""
 
-    def __init__(self, directory, logger, every, total_epochs):
-        self.directory, self.logger = Path(directory), logger
+    def __init__(self, directory, logger, every, total_epochs, images):
+        self.directory, self.logger, self.images = Path(directory), logger, images
         self.every, self.total_epochs = every, total_epochs
 
     def __call__(self, epoch, stats, last):
-        inputs, predicted = last
+        inputs, predicted, batch = last
         if predicted is None or not due(epoch, self.every, self.total_epochs):
             return
-        picture = texture_rows(inputs["images"], predicted, inputs["target"], inputs["mask"],
-                               mean=IMAGENET_MEAN, std=IMAGENET_STD)
+        shown = [self.images.image(*key.tolist(), erase=False)[0] for key in batch["key"][:PICTURE_ROWS]]
+        picture = texture_rows(shown, predicted, inputs["target"], inputs["mask"])
         write_rgb(self.directory / f"textures-epoch{epoch + 1:04d}.png", picture)
         self.logger.image("textures.png", picture)
 
@@ -306,7 +308,7 @@ def train_model(settings, *, variant, dataset, out_dir, textures=None, evaluatio
                                       flip=evaluation.flip, batch_size=evaluation.batch_size)
             callbacks.append(Monitor(evaluate, net, logger, settings.eval_every, total_epochs))
         callbacks += [
-            TexturePictures(work_dir / "pictures", logger, settings.picture_every, total_epochs),
+            TexturePictures(work_dir / "pictures", logger, settings.picture_every, total_epochs, data.images),
             logger.next_step,  # the epoch's log is whole before its checkpoint says the epoch is done
             SaveCheckpoint(work_dir / ckpt.LAST, settings.checkpoint_every, total_epochs, model=net,
                            model_args=model_args, preprocess=data.preprocess, optim=optimization,
