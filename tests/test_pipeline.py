@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -100,6 +101,8 @@ def test_repro_makes_every_output_and_then_does_nothing(project):
             "evaluate@synth-baseline-0", "evaluate@synth-san-0", "report"} <= _stages_run(first)
     missing = [name for name in OUTPUTS if not (root / name).exists()]
     assert not missing, f"missing outputs: {missing}"
+    with Image.open(root / "data/metrics/runs/synth/san/seed0/synth/cmc.png") as png:  # one run's CMC: its title
+        assert png.text["Title"] == "trained on synth (san, seed 0), tested on synth"
     report = (root / "data/metrics/report.md").read_text()
     assert "| synth | synth | baseline | 1 |" in report and "| synth | synth | san | 1 |" in report
     assert "observed" in report  # the texture-quality table of the synthetic set

@@ -67,7 +67,8 @@ def evaluate_experiment(ctx, dataset, variant, seed, checkpoint):
     summary = {}
     for test in experiment.test:
         out = details / test
-        ctx.invoke(evaluate, dataset=test, checkpoint=checkpoint, out=out)
+        ctx.invoke(evaluate, dataset=test, checkpoint=checkpoint, out=out,
+                   title=f"trained on {dataset} ({variant}, seed {seed}), tested on {test}")
         summary[test] = json.loads((out / "metrics.json").read_text())
     path = report.run_summary_path(dataset, variant, seed)
     write_text(path, json.dumps(summary, indent=2) + "\n")
