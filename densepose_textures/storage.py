@@ -3,7 +3,7 @@ unfinished work resumes only when it was made for the same thing, and files say 
 
 - :class:`AtomicWrite`: a file is written to ``<name>.tmp`` in its folder and renamed into
   place when complete, so a kill never leaves half a file (DESIGN.md); :func:`write_text` for
-  small text files, :func:`replace_dir` for whole directories.
+  small text files, :func:`replace_dir` for whole directories (or files).
 - :class:`WorkDir`: ``<out>.partial/``, the work in progress of ``out`` (outside DVC's outputs),
   stamped with a fingerprint of what it is made for; a run asking for anything else starts afresh.
 - Digests: :func:`file_digest`, :func:`array_digest`, and :func:`image_list_digest`, the one
@@ -69,19 +69,26 @@ def write_text(path, text):
     return Path(path)
 
 
+def _remove(path):
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
 def replace_dir(source, target):
-    """Move the finished directory ``source`` to ``target``, replacing an old ``target`` (which is
-    moved aside first and removed only once ``source`` is in place)."""
+    """Move the finished directory (or file) ``source`` to ``target``, replacing an old ``target``
+    (which is moved aside first and removed only once ``source`` is in place)."""
     source, target = Path(source), Path(target)
     old = None
     if target.exists():
         old = target.with_name(target.name + ".old")
         if old.exists():
-            shutil.rmtree(old)
+            _remove(old)
         os.replace(target, old)
     os.replace(source, target)
     if old is not None:
-        shutil.rmtree(old)
+        _remove(old)
     return target
 
 
@@ -129,6 +136,17 @@ class WorkDir:
             raise InputError(f"{out} already exists: remove it or rebuild with --force")
         (self.path / self.STAMP).unlink()
         return replace_dir(self.path, out)
+
+    def move_into(self, out):
+        """Each finished file or folder becomes ``out/<name>``, replacing one of that name; ``out``'s
+        other files stay. The work directory is removed."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (self.path / self.STAMP).unlink()
+        for entry in sorted(self.path.iterdir()):
+            replace_dir(entry, out / entry.name)
+        self.path.rmdir()
+        return out
 
     def remove(self):
         shutil.rmtree(self.path)

@@ -1,4 +1,7 @@
 import logging
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -129,3 +132,29 @@ def test_worker_processes_give_the_same_batches(observed_set, synth_root):
     for a, b in zip(serial, parallel):
         for key in ("image", "pid", "target", "provenance"):
             assert torch.equal(a[key], b[key])
+
+
+FORK_AFTER_OPENCV_THREADS = """
+import cv2, numpy as np, torch
+from train.data import make_loader
+
+class Sizes(torch.utils.data.Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return cv2.resize(np.zeros((100, 100, 3), np.uint8), (200, 200)).shape[0] + cv2.getNumThreads()
+
+for _ in range(20):
+    cv2.resize(np.zeros((1000, 1000, 3), np.uint8), (2000, 2000))  # OpenCV's thread pool at work in the parent
+    print([b.tolist() for b in make_loader(Sizes(), [[0, 1], [2, 3]], workers=2, device="cpu")])
+"""
+
+
+def test_workers_start_after_opencv_used_its_threads_here():
+    """OpenCV's thread pool does not survive a fork: workers that resized it often hung (most runs of this test
+    did, on 2 cores), so it runs apart, where a hang fails."""
+    result = subprocess.run([sys.executable, "-c", FORK_AFTER_OPENCV_THREADS], capture_output=True, text=True,
+                            timeout=60, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["[[201, 201], [201, 201]]"] * 20  # one OpenCV thread in each worker

@@ -35,7 +35,7 @@ def test_batches_have_the_worker_paths_draws_and_bytes(train_images, held):
         sample, aug = train_images[key], train_images.augmentation(*key[1:])
         for name in ("target", "provenance"):  # targets are mirrored with the flip, never cropped
             assert torch.equal(batch[name][row], sample[name])
-        assert batch["pid"][row] == sample["pid"]
+        assert batch["pid"][row] == sample["pid"] and torch.equal(batch["key"][row], sample["key"])  # pictures use it
         image, diff = batch["image"][row], (batch["image"][row].int() - sample["image"].int()).abs()
         if aug.crop is None:
             assert torch.equal(image, sample["image"])

@@ -7,9 +7,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from densepose_textures.storage import partial_dir
 from pipeline.cli import main
 from train.data import TrainImages, batch_to_device
-from train.engine import Logger
+from train.engine import Logger, rewind_log
 from train.export import load_encoder
 from train.model import SAN
 from train.objective import SANObjective
@@ -58,6 +59,7 @@ def test_two_epochs_of_san_lower_the_losses_and_write_outputs(train_set, tmp_pat
     encoder, preprocess = load_encoder(out / "last.pt")
     assert preprocess["height"] == 64 and encoder(torch.zeros(2, 3, 64, 32)).shape == (2, 512)
     assert sorted(p.name for p in (out / "pictures").iterdir()) == ["textures-epoch0001.png", "textures-epoch0002.png"]
+    assert not partial_dir(out).exists()  # the work directory became the output
     metrics = json.loads((out / "dvclive" / "metrics.json").read_text())
     assert metrics["step"] == 1 and set(metrics["loss"]) == {"id", "triplet", "texture", "tr"}
     assert 0 <= metrics["test"]["rank1"] <= 1 and 0 <= metrics["test"]["mAP"] <= 1
@@ -93,6 +95,13 @@ def test_user_errors_are_clean(train_set, tmp_path):
     assert result.exit_code == 2 and "unknown setting" in result.output
 
 
+class PlainImages:
+    """Stands for TrainImages in the picture callback: a grey image per sample."""
+
+    def image(self, index, epoch, slot, erase):
+        return np.full((16, 8, 3), 100, np.uint8), False
+
+
 class RecordingLogger:
     def __init__(self):
         self.metrics, self.images = [], []
@@ -118,9 +127,10 @@ def test_end_of_epoch_callbacks(monkeypatch, tmp_path):
     monkeypatch.setattr(run.ckpt, "save_checkpoint", lambda path, *, epoch, **state: saved.append((path, epoch, state)))
     images = torch.zeros(3, 3, 16, 8)
     batch = ({"images": images, "target": torch.zeros(3, 3, 12, 8), "mask": torch.ones(3, 1, 12, 8)},
-             torch.zeros(3, 3, 12, 8))
+             torch.zeros(3, 3, 12, 8), {"key": torch.tensor([[0, 0, 0], [1, 0, 1], [2, 0, 2]])})
     callbacks = [LogStats(logger), Monitor(lambda model: {"test/rank1": 0.5, "test/mAP": 0.25}, "net", logger, 2, 3),
-                 TexturePictures(tmp_path / "pictures", logger, 0, 3), SaveCheckpoint(tmp_path / "last.pt", 1, 3, run=1)]
+                 TexturePictures(tmp_path / "pictures", logger, 0, 3, PlainImages()),
+                 SaveCheckpoint(tmp_path / "last.pt", 1, 3, run=1)]
     for epoch in range(3):
         for callback in callbacks:
             callback(epoch, {"loss/id": float(epoch)}, batch)
@@ -129,7 +139,7 @@ def test_end_of_epoch_callbacks(monkeypatch, tmp_path):
     assert [p.name for p in (tmp_path / "pictures").iterdir()] == ["textures-epoch0003.png"]
     assert [name for name, _ in logger.images] == ["textures.png"]
     assert [(path.name, epoch, state) for path, epoch, state in saved] == [("last.pt", e, {"run": 1}) for e in (1, 2, 3)]
-    TexturePictures(tmp_path / "baseline", logger, 1, 3)(0, {}, (batch[0], None))  # no decoder: no picture
+    TexturePictures(tmp_path / "baseline", logger, 1, 3, PlainImages())(0, {}, (batch[0], None, batch[2]))  # no decoder
     assert not (tmp_path / "baseline").exists()
 
 
@@ -157,3 +167,19 @@ def test_training_logs_nothing_without_dvclive(monkeypatch, tmp_path, caplog):
     logger.end()
     assert logger.live is None and "dvclive is not installed" in caplog.text
     assert not (tmp_path / "dvclive").exists()
+
+
+def test_rewind_log_keeps_whole_rows_before_the_step(tmp_path):
+    metrics = tmp_path / "plots" / "metrics"
+    (metrics / "loss").mkdir(parents=True)
+    (metrics / "loss" / "id.tsv").write_text("step\tid\n0\t3.0\n1\t2.5\n2\t2.0\n3\t1.")
+    (metrics / "images_per_s.tsv").write_text("step\timages_per_s\n0\t10.0\n1\t12")  # last row cut
+    (metrics / "test").mkdir()
+    (metrics / "test" / "rank1.tsv").write_text("step\tra")  # killed while writing the header
+    (tmp_path / "metrics.json").write_text('{"loss": {"id"')
+    rewind_log(tmp_path, 2)
+    assert (metrics / "loss" / "id.tsv").read_text() == "step\tid\n0\t3.0\n1\t2.5\n"
+    assert (metrics / "images_per_s.tsv").read_text() == "step\timages_per_s\n0\t10.0\n"
+    assert not (metrics / "test" / "rank1.tsv").exists()
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {"loss": {"id": 2.5}, "images_per_s": 10.0,
+                                                                    "step": 1}

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
 
 from pipeline.cli import main
 from pipeline.datasets import load
@@ -62,6 +63,11 @@ def small_params(tmp_path):
     return str(path)
 
 
+def png_title(path):
+    with Image.open(path) as png:
+        return png.text.get("Title")
+
+
 def test_extract_then_evaluate_features(synth_root, model_file, small_params, tmp_path):
     runner = CliRunner()
     for split in ("query", "gallery"):
@@ -78,7 +84,8 @@ def test_extract_then_evaluate_features(synth_root, model_file, small_params, tm
     out = tmp_path / "metrics"
     res = runner.invoke(main, ["--params", small_params, "evaluate", "--dataset", "synth", "--root", str(synth_root),
                                "--features-query", str(tmp_path / "query.h5"),
-                               "--features-gallery", str(tmp_path / "gallery.h5"), "--out", str(out)])
+                               "--features-gallery", str(tmp_path / "gallery.h5"), "--out", str(out),
+                               "--title", "synth, as extracted"])
     assert res.exit_code == 0, res.output
     metrics = json.loads((out / "metrics.json").read_text())
     gf, gallery, _ = read_features(tmp_path / "gallery.h5")
@@ -93,6 +100,7 @@ def test_extract_then_evaluate_features(synth_root, model_file, small_params, tm
     assert float(rows[0]["cmc"]) == pytest.approx(direct["cmc"][0])
     assert (out / "cmc.png").stat().st_size > 0 and (out / "ranklists.jpg").stat().st_size > 0
     assert len(json.loads((out / "cmc.json").read_text())["cmc"]) == 50
+    assert png_title(out / "cmc.png") == "synth, as extracted"
 
 
 def test_evaluate_checkpoint_and_folder_extract(synth_root, model_file, small_params, tmp_path):

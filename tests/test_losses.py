@@ -88,12 +88,13 @@ def test_triplet_losses_zero_when_identities_separated_and_anchors_without_pairs
     loss = batch_hard_triplet(torch.randn(4, 3, requires_grad=True), one_id)
     loss.backward()
     assert loss.item() == 0
-    # an anchor with no positive does not count: adding it must not change the loss
+    # an anchor with no positive does not count: adding it must not change the loss (beyond float32
+    # rounding: the far row moves the batch mean the distances are centred on)
     base = torch.randn(4, 8)
     p4 = torch.tensor([0, 0, 1, 1])
     far = torch.full((1, 8), 100.0)
     assert batch_hard_triplet(torch.cat([base, far]), torch.tensor([0, 0, 1, 1, 2])).item() == pytest.approx(
-        batch_hard_triplet(base, p4).item(), rel=1e-5)
+        batch_hard_triplet(base, p4).item(), rel=1e-3)
 
 
 def test_normalized_tr_does_not_vanish_with_the_scale_of_the_maps():

@@ -56,7 +56,7 @@ def test_parameter_counts_match_torchvision():
 @pytest.mark.parametrize("backbone, channels", [("resnet18", (64, 128, 256, 512)), ("resnet50", (256, 512, 1024, 2048))])
 def test_san_map_shapes_at_256x128(backbone, channels):
     torch.manual_seed(0)
-    model = SAN(num_classes=7, backbone=backbone, last_stride=1, texture_size=32)
+    model = SAN(num_classes=7, backbone=backbone, last_stride=1, texture_size=32, decoder_width=1.0)
     x = torch.randn(2, 3, 256, 128)
     with torch.no_grad():
         stages = model.encoder.backbone.forward_stages(x)
@@ -76,7 +76,7 @@ def test_san_map_shapes_at_256x128(backbone, channels):
 
 @pytest.mark.parametrize("backbone", ["resnet18", "resnet50"])
 def test_small_input_last_stride_2_and_odd_sizes(backbone):
-    model = SAN(num_classes=3, backbone=backbone, last_stride=2, texture_size=8)
+    model = SAN(num_classes=3, backbone=backbone, last_stride=2, texture_size=8, decoder_width=1.0)
     for h, w in [(64, 32), (70, 34)]:
         out = model(torch.randn(2, 3, h, w))
         assert out["texture"].shape == (2, 3, 48, 32)
@@ -109,7 +109,7 @@ def test_model_args_rebuild_the_model():
 
 def test_decoder_init_xavier_gain_002():
     torch.manual_seed(0)
-    decoder = SAN(num_classes=2, backbone="resnet50", texture_size=8).decoder
+    decoder = SAN(num_classes=2, backbone="resnet50", texture_size=8, decoder_width=1.0).decoder  # the official decoder
     w = decoder.up1.residual.body[0].weight  # (512, 512, 3, 3)
     expected = 0.02 * math.sqrt(2.0 / (512 * 9 + 512 * 9))
     assert abs(w.std().item() / expected - 1) < 0.05

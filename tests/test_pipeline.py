@@ -4,12 +4,15 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,6 +101,8 @@ def test_repro_makes_every_output_and_then_does_nothing(project):
             "evaluate-baseline@synth-0", "evaluate@synth-san-0", "report"} <= _stages_run(first)
     missing = [name for name in OUTPUTS if not (root / name).exists()]
     assert not missing, f"missing outputs: {missing}"
+    with Image.open(root / "data/metrics/runs/synth/san/seed0/synth/cmc.png") as png:  # one run's CMC: its title
+        assert png.text["Title"] == "trained on synth (san, seed 0), tested on synth"
     report = (root / "data/metrics/report.md").read_text()
     assert "| synth | synth | baseline | 1 |" in report and "| synth | synth | san | 1 |" in report
     assert "observed" in report  # the texture-quality table of the synthetic set
@@ -203,3 +208,57 @@ def test_a_new_dataset_in_data_raw_reruns_no_evaluation(project):
         assert "Data and pipelines are up to date." in _run(["dvc", "status"], root, env)
     finally:
         shutil.rmtree(root / "data/raw/another_dataset")
+
+
+def _wait_for_new_file(path, proc, before, log, timeout=300):
+    """Wait until ``path`` exists as a file other than ``before`` (its inode number), while ``proc`` runs."""
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and path.stat().st_ino != before):
+        assert proc.poll() is None, log.read_text()[-4000:]
+        assert time.monotonic() < deadline, log.read_text()[-4000:]
+        time.sleep(0.02)
+    return path.stat().st_ino
+
+
+@pytest.mark.slow  # four dvc repro and a training: about 40 s on a loaded 2-core machine
+def test_an_interrupted_training_stage_continues_where_it_stopped(project, tmp_path):
+    """`dvc repro` stopped by Ctrl-C, then by kill -9, in a training stage: each rerun continues from the last
+    checkpoint, and the stage ends with the weights of its command run without interruption."""
+    import torch
+
+    root, env, _ = project
+    params_file = root / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    params["train"].update(epochs=8, checkpoint_every=1)
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    stage, out = "train-baseline@synth-0", root / "data/models/synth/baseline/seed0"
+    work = out.with_name("seed0.partial")
+    try:
+        checkpoint, done, log = None, 0, tmp_path / "repro.log"
+        for signum in (signal.SIGINT, signal.SIGKILL):  # Ctrl-C reaches the whole foreground process group
+            with log.open("w") as sink:
+                proc = subprocess.Popen(["dvc", "repro", stage], cwd=root, env=env, stdout=sink, stderr=sink,
+                                        start_new_session=True)
+                checkpoint = _wait_for_new_file(work / "last.pt", proc, checkpoint, log)
+                os.killpg(proc.pid, signum)
+                assert proc.wait() != 0
+            if done:  # the second run went on from the first one's checkpoint
+                assert f"resuming {work.relative_to(root)}/last.pt after epoch {done} of 8" in log.read_text()
+            done = torch.load(work / "last.pt", weights_only=True)["epoch"]
+            assert 1 <= done < 8
+            assert not (out / "last.pt").exists()  # DVC removed the stage's outputs before running it
+
+        output = _run(["dvc", "repro", stage], root, env)
+        assert f"resuming {work.relative_to(root)}/last.pt after epoch {done} of 8" in output, output
+        assert not work.exists()
+        _run(["sanreid", "train", "--dataset", "synth", "--variant", "baseline", "--set", "seed=0",
+              "--out", str(tmp_path / "straight")], root, env)
+        resumed, straight = (torch.load(path / "last.pt", weights_only=True) for path in (out, tmp_path / "straight"))
+        assert resumed["epoch"] == straight["epoch"] == 8
+        for name, tensor in straight["model"].items():
+            assert torch.equal(resumed["model"][name], tensor), name
+        steps = (out / "dvclive/plots/metrics/loss/id.tsv").read_text().splitlines()[1:]
+        assert [int(row.split("\t")[0]) for row in steps] == list(range(8))
+    finally:
+        params_file.write_text(original)

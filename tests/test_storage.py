@@ -66,6 +66,22 @@ def test_work_dir_moves_into_place_without_its_stamp(tmp_path):
     assert [p.name for p in out.iterdir()] == ["shard.h5"] and not work.path.exists()
 
 
+def test_work_dir_moves_its_entries_into_a_folder_keeping_the_others(tmp_path):
+    out = tmp_path / "run"
+    (out / "logs").mkdir(parents=True)
+    (out / "logs" / "old.tsv").write_text("old")
+    (out / "last.pt").write_text("old")
+    (out / "model.pt").write_text("exported")
+    work = WorkDir(out, {"a": 1})
+    (work / "logs").mkdir()
+    (work / "logs" / "new.tsv").write_text("new")
+    (work / "last.pt").write_text("new")
+    assert work.move_into(out) == out and not work.path.exists()
+    assert sorted(p.name for p in out.iterdir()) == ["last.pt", "logs", "model.pt"]
+    assert [p.name for p in (out / "logs").iterdir()] == ["new.tsv"]
+    assert (out / "last.pt").read_text() == "new" and (out / "model.pt").read_text() == "exported"
+
+
 def test_image_list_digest_keeps_both_recorded_forms():
     keys, pids, camids = ["a/1.jpg", "b/2.jpg"], np.array([3, 4]), [0, 1]
     assert image_list_digest(keys) == hashlib.sha256(b"a/1.jpg\nb/2.jpg").hexdigest()  # IUV stores

@@ -1,10 +1,10 @@
 """Training data: images from the dataset root, texture targets from a texture set, joined by key.
 
-A sample is ``image`` (3, H, W) uint8, ``pid``, and with a texture set ``target``
-(3, 6P, 4P) uint8, the atlas drawn as one image, and ``provenance`` (1, 6P, 4P)
-uint8 (255 where the target has no evidence). Tensors stay uint8 until
-:func:`batch_to_device`, which normalises on the device (a quarter of the
-host-to-device traffic of float batches).
+A sample is ``image`` (3, H, W) uint8, ``pid``, ``key`` (index, epoch, slot; -1 when not
+augmented), and with a texture set ``target`` (3, 6P, 4P) uint8, the atlas drawn as one
+image, and ``provenance`` (1, 6P, 4P) uint8 (255 where the target has no evidence).
+Tensors stay uint8 until :func:`batch_to_device`, which normalises on the device (a
+quarter of the host-to-device traffic of float batches).
 
 Augmentation (torchreid's recipe): random 1.125x resize-crop, horizontal flip,
 random erasing (image only). A flipped image shows the mirrored person, so its
@@ -12,10 +12,14 @@ target is the mirrored atlas: texels move to their mirror texels (left and right
 parts swapped) through the set's ``mirror_index``. Randomness comes from
 ``(seed, epoch, slot)`` of each sample (see :mod:`train.sampler`), never from
 worker state, so runs are identical whatever the number of workers and resume.
+
+Images that do not decode are left out before training (:func:`readable_items`).
 """
 
 import logging
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -36,14 +40,36 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def first_names(names, shown=5):
+    """``a, b, c and 4 more``: the first ``shown`` of ``names`` and how many others."""
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def _decodes(path):
+    data = np.fromfile(str(path), dtype=np.uint8) if path.is_file() else np.zeros(0, np.uint8)
+    return data.size > 0 and cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_8) is not None
+
+
+def readable_items(root, items, threads=8):
+    """The ``items`` whose image file decodes; the others are left out, with one warning naming the first few."""
+    root = Path(root)
+    with ThreadPoolExecutor(min(threads, os.cpu_count() or 1)) as pool:  # OpenCV decodes without the GIL
+        ok = list(pool.map(lambda item: _decodes(root / item[0]), items))
+    bad = [rel for (rel, _, _), good in zip(items, ok) if not good]
+    if bad:
+        log.warning("left out %d of %d training images that cannot be read (corrupt, empty or not images): %s",
+                    len(bad), len(items), first_names(bad))
+    return [item for item, good in zip(items, ok) if good]
+
+
 def join_textures(items, textures):
     """Record index in ``textures`` of each training item; InputError naming the images without one."""
     where = {key: i for i, key in enumerate(textures.keys)}
     missing = [rel for rel, _, _ in items if rel not in where]
     if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise InputError(
-            f"{len(missing)} training image(s) have no record in the texture set {textures.path}: {shown}; "
+            f"{len(missing)} training image(s) have no record in the texture set {textures.path}: "
+            f"{first_names(missing)}; "
             "rebuild the set for this dataset (sanreid gen-textures --dataset NAME) or pass the right --textures"
         )
     return np.array([where[rel] for rel, _, _ in items], dtype=np.int64)
@@ -109,20 +135,32 @@ class TrainImages(torch.utils.data.Dataset):
             self.record = join_textures(self.items, self.textures)
             self.texture_size = int(self.textures.size)
             self.mirror_index = np.asarray(self.textures.mirror_index, dtype=np.int64).reshape(-1)  # (24 P P,)
-            self.empty_records = count_empty(self.textures, self.record)
-            if self.empty_records:
-                log.info("%d of %d training images have no person in the texture set: their texture loss is masked",
-                         self.empty_records, len(self.items))
+            empty = [rel for (rel, _, _), found in zip(self.items, self.textures.found[self.record]) if not found]
+            self.empty_records = len(empty)
+            if empty:
+                log.info("%d of %d training images have no person in the texture set (their texture loss is masked): "
+                         "%s", len(empty), len(self.items), first_names(empty))
 
     def __len__(self):
         return len(self.items)
 
     def __getitem__(self, key):
         index, epoch, slot = key if isinstance(key, tuple) else (key, None, None)
-        rel, pid, _ = self.items[index]
-        image = read_rgb(self.root / rel)
+        image, flipped = self.image(index, epoch, slot)
+        sample = {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+                  "pid": int(self.pids[index]), "key": torch.tensor([index, -1 if epoch is None else epoch,
+                                                                     -1 if slot is None else slot])}
+        if self.textures is not None:
+            sample.update(self.target(index, flipped))
+        return sample
+
+    def image(self, index, epoch=None, slot=None, *, erase=True):
+        """(H, W, 3) uint8 image of sample ``(index, epoch, slot)`` and whether it is flipped; only resized when
+        ``epoch`` is None (or -1, as in a sample's ``key``). ``erase=False``: the same augmented image before
+        random erasing (what pictures show)."""
+        image = read_rgb(self.root / self.items[index][0])
         h, w = self.size
-        aug = Augmentation(None, False, None) if epoch is None else self.augmentation(epoch, slot)
+        aug = Augmentation(None, False, None) if epoch is None or epoch < 0 else self.augmentation(epoch, slot)
         if aug.crop is None:
             image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
         else:
@@ -132,13 +170,10 @@ class TrainImages(torch.utils.data.Dataset):
         if aug.flip:
             image = image[:, ::-1]
         image = np.ascontiguousarray(image)
-        if aug.erase is not None:
+        if aug.erase is not None and erase:
             y, x, eh, ew = aug.erase
             image[y:y + eh, x:x + ew] = self.fill
-        sample = {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), "pid": int(pid)}
-        if self.textures is not None:
-            sample.update(self.target(index, aug.flip))
-        return sample
+        return image, aug.flip
 
     def augmentation(self, epoch, slot):
         """The :class:`Augmentation` of the sample at ``slot`` of ``epoch``: a function of ``(seed, epoch, slot)``."""
@@ -170,19 +205,19 @@ def mirror_atlas(atlas, mirror_index):
     return flat[mirror_index].reshape(atlas.shape)
 
 
-def count_empty(textures, records):
-    """How many of ``records`` have no person behind them (provenance 255 throughout)."""
-    return int(np.count_nonzero(~np.asarray(textures.found, dtype=bool)[records]))
-
-
 def _quiet_worker(_):
-    """One thread per DataLoader worker: the workers are the parallelism (no OpenCV/torch oversubscription)."""
-    cv2.setNumThreads(1)
+    """One torch thread per DataLoader worker: the workers are the parallelism (no oversubscription)."""
     torch.set_num_threads(1)
 
 
 def make_loader(dataset, sampler, *, workers, device):
-    """DataLoader over an identity batch sampler; pinned memory on CUDA, persistent workers."""
+    """DataLoader over an identity batch sampler; pinned memory on CUDA, persistent workers.
+
+    With workers, OpenCV is set to one thread in this process, before they fork, and so in them: a worker
+    that resizes the OpenCV thread pool of a parent that has used it hangs (the pool's threads are not forked).
+    """
+    if workers > 0:
+        cv2.setNumThreads(1)
     return torch.utils.data.DataLoader(
         dataset,
         batch_sampler=sampler,

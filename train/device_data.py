@@ -153,7 +153,7 @@ class DeviceImages:
         if flipped:
             image[flipped_at] = image.index_select(0, flipped_at).flip(-1)
         image = self._erase(image, boxes.view(-1, 4))
-        sample = {"image": image, "pid": self.pids.index_select(0, index)}
+        sample = {"image": image, "pid": self.pids.index_select(0, index), "key": torch.tensor(keys)}  # key: on the host
         if self.texels is not None:
             texels = self.texels.index_select(0, index)  # (B, 6P, 4P)
             if flipped:

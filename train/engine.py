@@ -5,15 +5,18 @@ caller hands to :func:`fit`, run at the end of each epoch.
 """
 
 import contextlib
+import json
 import logging
 import os
 import time
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
 from densepose_textures.device import resolve_device
+from densepose_textures.storage import write_text
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +68,8 @@ def mean_over_ranks(values, device):
 
 def train_epoch(module, loader, optim, prepare, *, device, amp="none", epoch=0, world_size=1, progress=True,
                 probe=None):
-    """One pass over ``loader``. Returns (mean of each loss, images/s, (inputs, visuals) of the last batch).
+    """One pass over ``loader``. Returns (mean of each loss, images/s, (inputs, visuals, batch as loaded) of the
+    last batch).
 
     ``probe``, when given, sees each batch's losses (graph attached) before the step: ``probe.step(losses)``."""
     module.train()
@@ -85,7 +89,7 @@ def train_epoch(module, loader, optim, prepare, *, device, amp="none", epoch=0, 
             sums[name] = sums[name] + value if name in sums else value
         steps += 1
         images += len(inputs["pids"]) * world_size
-        last = (inputs, visuals.detach() if torch.is_tensor(visuals) else visuals)
+        last = (inputs, visuals.detach() if torch.is_tensor(visuals) else visuals, batch)
         if progress and (steps % 10 == 1 or steps == len(loader)):
             rate = images / max(time.perf_counter() - start, 1e-9)
             bar.set_postfix({"img/s": f"{rate:.1f}", **{n: f"{v.item() / steps:.3f}" for n, v in sums.items()}})
@@ -99,7 +103,7 @@ def train_epoch(module, loader, optim, prepare, *, device, amp="none", epoch=0, 
 def fit(module, loader, sampler, optim, prepare, *, start_epoch, total_epochs, device, amp="none", world_size=1,
         main=True, progress=True, callbacks=(), probe=None):
     """Epochs ``start_epoch`` .. ``total_epochs - 1``; after each, every ``callback(epoch, stats, last)`` in
-    order (``last``: the last batch's inputs and visuals), then all processes meet.
+    order (``last``: the last batch's inputs, visuals and the batch as loaded), then all processes meet.
 
     ``probe`` (every process): ``probe.step(losses)`` before each optimiser step, and ``probe.end_epoch()``,
     a dict of figures added to the epoch's stats (e.g. :class:`train.balance.GradientShares`).
@@ -122,9 +126,50 @@ def fit(module, loader, sampler, optim, prepare, *, start_epoch, total_epochs, d
         barrier()
 
 
+def rewind_log(directory, step):
+    """Leave the dvclive directory ``directory`` as it was after steps 0 .. ``step`` - 1.
+
+    A run killed after its checkpoint, or while dvclive was writing, leaves rows of later steps, a
+    half-written last row or a truncated ``metrics.json``. The metric files keep their complete rows
+    before ``step``; ``metrics.json`` is rewritten from them (what dvclive reads to resume).
+    """
+    directory = Path(directory)
+    summary = {}
+    for tsv in sorted((directory / "plots" / "metrics").rglob("*.tsv")):
+        lines = tsv.read_text(encoding="utf-8").splitlines(keepends=True)
+        if not lines or not lines[0].endswith("\n"):  # not even a whole header: dvclive starts the file again
+            tsv.unlink()
+            continue
+        header, rows = lines[0], lines[1:]
+        names = header.rstrip("\r\n").split("\t")
+        kept = [row for row in rows if _complete_row(row, names, step)]
+        write_text(tsv, header + "".join(kept))
+        if kept:
+            node = summary
+            *parents, leaf = tsv.relative_to(directory / "plots" / "metrics").with_suffix("").parts
+            for name in parents:
+                node = node.setdefault(name, {})
+            node[leaf] = float(kept[-1].rstrip("\r\n").split("\t")[-1])
+    write_text(directory / "metrics.json", json.dumps({**summary, "step": step - 1}, indent=4))
+
+
+def _complete_row(row, names, step):
+    """Whether a dvclive metric row is whole (ends its line, one value per column) and of a step before ``step``."""
+    values = row.rstrip("\r\n").split("\t")
+    if not row.endswith("\n") or len(values) != len(names) or "step" not in names:
+        return False
+    try:
+        float(values[-1])
+        return int(values[names.index("step")]) < step
+    except ValueError:
+        return False
+
+
 class Logger:
     """dvclive metrics and images on the main process; a no-op elsewhere, and where dvclive is not installed
-    (a bare GPU machine). One dvclive step per epoch."""
+    (a bare GPU machine). One dvclive step per epoch.
+
+    ``resume``: continue the log of ``directory`` at ``step`` (see :func:`rewind_log`)."""
 
     def __init__(self, directory, *, resume, step, enabled=True):
         self.live = None
@@ -134,6 +179,9 @@ class Logger:
             except ImportError:
                 log.info("dvclive is not installed: metrics are only logged, not written to %s", directory)
                 return
+
+            if resume:
+                rewind_log(directory, step)
             self.live = Live(dir=str(directory), resume=resume, save_dvc_exp=False, dvcyaml=False)
             self.live.step = step
 

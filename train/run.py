@@ -10,6 +10,7 @@ import functools
 import json
 import logging
 import random
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,12 +20,13 @@ from torch.nn.parallel import DistributedDataParallel
 
 from densepose_textures.errors import InputError
 from densepose_textures.imageio import write_rgb
+from densepose_textures.storage import WorkDir, image_list_digest, partial_dir
 
 from . import checkpoint as ckpt
 from .balance import GradientShares
-from .data import IMAGENET_MEAN, IMAGENET_STD, TrainImages, batch_to_device
+from .data import IMAGENET_MEAN, IMAGENET_STD, TrainImages, batch_to_device, readable_items
 from .device_data import build_loader
-from .engine import Logger, fit, setup_distributed
+from .engine import Logger, barrier, fit, setup_distributed
 from .model import SAN
 from .objective import SANObjective
 from .optim import Optimization
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 
 VARIANTS = ("baseline", "san")
 HOW_LOADED = ("workers", "loader", "device_budget_gb")  # data settings a resume may change
+PICTURE_ROWS = 4  # samples in a training picture
 AMP_MODES = ("none", "bf16", "fp16")
 
 
@@ -84,9 +87,10 @@ class TrainData:
 
 def build_data(settings, root, items, textures, device, *, rank=0, world=1, progress=True):
     """Augmented images (with texture targets when ``textures`` is a set), the P x K sampler, the loader
-    (``data.loader``: DataLoader workers, or the set held on the device, :mod:`train.device_data`)."""
+    (``data.loader``: DataLoader workers, or the set held on the device, :mod:`train.device_data`).
+    Images that cannot be read are left out (:func:`train.data.readable_items`)."""
     d = settings.data
-    images = TrainImages(root, items, textures, seed=settings.seed, height=d.height, width=d.width, flip=d.flip,
+    images = TrainImages(root, readable_items(root, items), textures, seed=settings.seed, height=d.height, width=d.width, flip=d.flip,
                          resize_crop=d.resize_crop, resize_crop_prob=d.resize_crop_prob, erasing=d.erasing)
     sampler = IdentitySampler(images.pids, d.ids_per_batch, d.images_per_id, seed=settings.seed, rank=rank,
                               world_size=world)
@@ -138,22 +142,51 @@ def run_record(settings, variant, data):
                    "textures": textures.attrs.get("image_list_digest") if textures is not None else None})
 
 
-def resume_run(last, resume, *, model_args, run, model, optim, sampler, world, total_epochs, main=True):
-    """The number of epochs already done: those of ``last`` when resuming (refused when its settings differ), else 0."""
-    if resume and last.is_file():
-        record = ckpt.load_checkpoint(last)
-        ckpt.check_resumable(record, last, model_args=model_args, run=run)
-        start = ckpt.restore(record, model=model, optim=optim, sampler=sampler)
-        if record.get("world_size", 1) != world and main:
-            log.warning("%s was trained by %d process(es), this run has %d: it continues, but not bit for bit",
-                        last, record.get("world_size", 1), world)
-        log.info("resuming %s after epoch %d of %d", last, start, total_epochs)
-        return start
-    if resume:
-        log.info("--resume: no checkpoint at %s yet, starting from the beginning", last)
-    elif last.is_file() and main:
-        log.warning("starting afresh: %s will be overwritten (use --resume to continue it)", last)
-    return 0
+def work_fingerprint(model_args, run, items):
+    """What a run's unfinished work (``<out>.partial/``) was started with: continued only by the same run."""
+    keys, pids, camids = zip(*items)
+    return {"model": model_args, "run": run, "images": image_list_digest(keys, pids, camids)}
+
+
+def resume_source(out_dir, resume, main=True):
+    """The checkpoint a run continues: its unfinished work's ``<out>.partial/last.pt``, else with ``resume``
+    the finished ``<out>/last.pt``; None to start from the beginning."""
+    unfinished, finished = partial_dir(out_dir) / ckpt.LAST, Path(out_dir) / ckpt.LAST
+    if unfinished.is_file():
+        return unfinished
+    if resume and finished.is_file():
+        return finished
+    if main and resume:
+        log.info("--resume: no checkpoint at %s yet, starting from the beginning", finished)
+    elif main and finished.is_file():
+        log.warning("starting afresh: %s will be replaced when this run completes (use --resume to continue it)",
+                    finished)
+    return None
+
+
+def resume_run(source, *, model_args, run, model, optim, sampler, world, total_epochs, main=True):
+    """The number of epochs already done: those of checkpoint ``source`` (refused when its settings differ),
+    0 when ``source`` is None."""
+    if source is None:
+        return 0
+    record = ckpt.load_checkpoint(source)
+    ckpt.check_resumable(record, source, model_args=model_args, run=run)
+    start = ckpt.restore(record, model=model, optim=optim, sampler=sampler)
+    if record.get("world_size", 1) != world and main:
+        log.warning("%s was trained by %d process(es), this run has %d: it continues, but not bit for bit",
+                    source, record.get("world_size", 1), world)
+    log.info("resuming %s after epoch %d of %d", source, start, total_epochs)
+    return start
+
+
+def copy_finished(out_dir, work):
+    """Start ``work`` with a copy of the finished run in ``out_dir``: its checkpoint, log and pictures."""
+    for name in (ckpt.LAST, "dvclive", "pictures"):
+        source = Path(out_dir) / name
+        if source.is_dir():
+            shutil.copytree(source, work / name, dirs_exist_ok=True)
+        elif source.is_file():
+            shutil.copy2(source, work / name)
 
 
 def make_evaluator(root, query, gallery, preprocess, *, device, metric=EvalParams.metric,
@@ -214,18 +247,19 @@ class Monitor:
 
 
 class TexturePictures:
-    """Input | predicted atlas | target atlas of the epoch's last batch (san), as a PNG and in dvclive."""
+    """Input | predicted atlas | target atlas of the epoch's last batch (san), as a PNG and in dvclive; the input
+    as augmented but not erased, taken again from ``images`` (a :class:`train.data.TrainImages`)."""
 
-    def __init__(self, directory, logger, every, total_epochs):
-        self.directory, self.logger = Path(directory), logger
+    def __init__(self, directory, logger, every, total_epochs, images):
+        self.directory, self.logger, self.images = Path(directory), logger, images
         self.every, self.total_epochs = every, total_epochs
 
     def __call__(self, epoch, stats, last):
-        inputs, predicted = last
+        inputs, predicted, batch = last
         if predicted is None or not due(epoch, self.every, self.total_epochs):
             return
-        picture = texture_rows(inputs["images"], predicted, inputs["target"], inputs["mask"],
-                               mean=IMAGENET_MEAN, std=IMAGENET_STD)
+        shown = [self.images.image(*key.tolist(), erase=False)[0] for key in batch["key"][:PICTURE_ROWS]]
+        picture = texture_rows(shown, predicted, inputs["target"], inputs["mask"])
         write_rgb(self.directory / f"textures-epoch{epoch + 1:04d}.png", picture)
         self.logger.image("textures.png", picture)
 
@@ -251,12 +285,13 @@ def train_model(settings, *, variant, dataset, out_dir, textures=None, evaluatio
     ``gallery`` lists of ``(relative_path, pid, camid)``, train pids 0..N-1 (a ``pipeline.datasets``
     dataset); query and gallery, when there are any, are monitored with ``evaluation`` (an
     :class:`~train.settings.EvalParams`: metric, normalize, flip, batch_size). ``textures``: the
-    texture set of the san variant. ``out_dir`` receives ``last.pt``, ``dvclive/`` and ``pictures/``.
+    texture set of the san variant. ``out_dir`` receives ``last.pt``, ``dvclive/`` and ``pictures/``, written
+    in ``<out_dir>.partial/`` and moved there when the run completes; a run finds there what an interrupted
+    run of the same settings left and continues it (``resume``: continue ``<out_dir>/last.pt`` otherwise).
     """
     check_settings(settings, variant, textures)
     evaluation = evaluation or EvalParams()
     out_dir = Path(out_dir)
-    last = out_dir / ckpt.LAST
     rank, world, device = setup_distributed(settings.device)
     main = rank == 0
     total_epochs = settings.optim.warmup_epochs + settings.epochs
@@ -267,14 +302,25 @@ def train_model(settings, *, variant, dataset, out_dir, textures=None, evaluatio
     model_args = _plain(net.model_args)
     optimization = build_optimization(settings, net, device, world)
     run = run_record(settings, variant, data)
-    start_epoch = resume_run(last, resume, model_args=model_args, run=run, model=net, optim=optimization,
-                             sampler=data.sampler, world=world, total_epochs=total_epochs, main=main)
+    # the run works in <out>.partial/ (DVC deletes a stage's outputs, never this) and continues what it holds
+    work_dir = partial_dir(out_dir)
+    work = WorkDir(out_dir, work_fingerprint(model_args, run, data.images.items)) if main else None
+    barrier()
+    source = resume_source(out_dir, resume, main)
+    try:
+        start_epoch = resume_run(source, model_args=model_args, run=run, model=net, optim=optimization,
+                                 sampler=data.sampler, world=world, total_epochs=total_epochs, main=main)
+    except InputError:
+        if main and not work.resumed:
+            work.remove()
+        raise
+    if main and source == out_dir / ckpt.LAST:
+        copy_finished(out_dir, work_dir)
     module = build_objective(settings, net, device, world)
 
-    logger = Logger(out_dir / "dvclive", resume=resume and start_epoch > 0, step=start_epoch, enabled=main)
+    logger = Logger(work_dir / "dvclive", resume=start_epoch > 0, step=start_epoch, enabled=main)
     callbacks = []
     if main:
-        out_dir.mkdir(parents=True, exist_ok=True)
         callbacks.append(LogStats(logger))
         if dataset.query and dataset.gallery and settings.eval_every >= 0:
             evaluate = make_evaluator(dataset.root, list(dataset.query), list(dataset.gallery), data.preprocess,
@@ -282,11 +328,11 @@ def train_model(settings, *, variant, dataset, out_dir, textures=None, evaluatio
                                       flip=evaluation.flip, batch_size=evaluation.batch_size)
             callbacks.append(Monitor(evaluate, net, logger, settings.eval_every, total_epochs))
         callbacks += [
-            TexturePictures(out_dir / "pictures", logger, settings.picture_every, total_epochs),
-            SaveCheckpoint(last, settings.checkpoint_every, total_epochs, model=net, model_args=model_args,
-                           preprocess=data.preprocess, optim=optimization, sampler=data.sampler, run=run,
-                           world_size=world),
-            logger.next_step,
+            TexturePictures(work_dir / "pictures", logger, settings.picture_every, total_epochs, data.images),
+            logger.next_step,  # the epoch's log is whole before its checkpoint says the epoch is done
+            SaveCheckpoint(work_dir / ckpt.LAST, settings.checkpoint_every, total_epochs, model=net,
+                           model_args=model_args, preprocess=data.preprocess, optim=optimization,
+                           sampler=data.sampler, run=run, world_size=world),
         ]
     prepare = functools.partial(batch_to_device, device=device, channels_last=settings.channels_last)
     try:
@@ -295,6 +341,9 @@ def train_model(settings, *, variant, dataset, out_dir, textures=None, evaluatio
             progress=progress and main, callbacks=callbacks, probe=build_probe(settings, net))
     finally:
         logger.end()
-    if start_epoch >= total_epochs and main:
-        log.info("%s already holds all %d epochs: nothing to do", last, total_epochs)
-    return last
+    if main:
+        if start_epoch >= total_epochs:
+            log.info("%s already holds all %d epochs: nothing to do", source, total_epochs)
+        work.move_into(out_dir)
+    barrier()
+    return out_dir / ckpt.LAST

@@ -95,11 +95,12 @@ def extract(checkpoint, model_file, dataset, root, split, images, out, batch_siz
 @click.option("--rerank/--no-rerank", default=None, help="Also report k-reciprocal re-ranking (default: eval.rerank).")
 @click.option("--hardest", type=int, default=None, help="Rank lists of the N hardest queries (default: eval.hardest).")
 @click.option("--batch-size", type=int, default=None, help="Images per batch (default: eval.batch_size).")
+@click.option("--title", default=None, help="Title of the CMC plot, cmc.png (default: the dataset name).")
 @_flip_option
 @_device_option
 @user_errors
 def evaluate(dataset, root, checkpoint, features_query, features_gallery, out, metric, rerank, hardest,
-             batch_size, flip, device):
+             batch_size, title, flip, device):
     """Rank-1/5/10, mAP and mINP (with and without re-ranking), the CMC curve and rank lists."""
     from pipeline import datasets, paths
     from pipeline.params import with_options
@@ -133,7 +134,7 @@ def evaluate(dataset, root, checkpoint, features_query, features_gallery, out, m
             write_features(Path(out) / f"features-{split}.h5", feats, items, dataset=ds.name, split=split,
                            root=str(ds.root), model=str(checkpoint), flip=settings.flip)
     metrics = evaluate_features(
-        qf, gf, query, gallery, out, root=image_root, name=dataset, metric=settings.metric,
+        qf, gf, query, gallery, out, root=image_root, name=dataset, title=title, metric=settings.metric,
         normalize=settings.normalize, rerank=settings.rerank, k1=settings.k1, k2=settings.k2,
         lambda_value=settings.lambda_value, max_rank=settings.max_rank, hardest=settings.hardest, device=device)
     for kind in ("plain", "rerank"):

@@ -69,7 +69,8 @@ def evaluate_experiment(ctx, dataset, variant, seed, checkpoint):
     summary = {}
     for test in experiment.test:
         out = details / test
-        ctx.invoke(evaluate, dataset=test, checkpoint=checkpoint, out=out)
+        ctx.invoke(evaluate, dataset=test, checkpoint=checkpoint, out=out,
+                   title=f"trained on {dataset} ({variant}, seed {seed}), tested on {test}")
         summary[test] = json.loads((out / "metrics.json").read_text())
     training = checkpoint.parent / "dvclive" / "metrics.json"
     if training.is_file():  # the training's last figures (losses, gradient shares) for the report

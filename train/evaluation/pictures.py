@@ -64,7 +64,7 @@ def draw_rank_lists(path, root, q_keys, g_keys, queries, ranked, q_pids, g_pids,
 
 
 def plot_cmc(path, curves, title=""):
-    """CMC curves ({label: cmc array}) as a PNG."""
+    """CMC curves ({label: cmc array}) as a PNG; ``title`` above the axes and in the file's Title metadata."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -83,6 +83,6 @@ def plot_cmc(path, curves, title=""):
         ax.set_title(title)
     fig.tight_layout()
     with AtomicWrite(path) as tmp:
-        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png")
+        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", metadata={"Title": title} if title else None)
     plt.close(fig)
     return Path(path)

@@ -31,12 +31,13 @@ def summary(result):
             "mINP": float(result["mINP"]), "num_valid_queries": int(result["num_valid_queries"])}
 
 
-def evaluate_features(qf, gf, query, gallery, out_dir, *, root=None, name="", metric=EvalParams.metric,
+def evaluate_features(qf, gf, query, gallery, out_dir, *, root=None, name="", title=None, metric=EvalParams.metric,
                       normalize=EvalParams.normalize, rerank=EvalParams.rerank, k1=EvalParams.k1, k2=EvalParams.k2,
                       lambda_value=EvalParams.lambda_value, max_rank=EvalParams.max_rank, hardest=EvalParams.hardest,
                       device="cpu"):
     """Evaluate query/gallery features (``query``/``gallery``: ``(key, pid, camid)`` items) and write
-    the files of the module docstring; returns the metrics dict. Defaults: :class:`train.settings.EvalParams`."""
+    the files of the module docstring; returns the metrics dict. ``name``: the test set's, ``title``: the CMC
+    plot's (default ``name``). Defaults: :class:`train.settings.EvalParams`."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     labels = [np.array([item[i] for item in items], dtype=np.int64) for items in (query, gallery) for i in (1, 2)]
@@ -65,7 +66,7 @@ def evaluate_features(qf, gf, query, gallery, out_dir, *, root=None, name="", me
 
     write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     _write_cmc(out_dir, curves)
-    plot_cmc(out_dir / "cmc.png", curves, title=name)
+    plot_cmc(out_dir / "cmc.png", curves, title=title or name)
     if hardest > 0 and root is not None:
         queries = hardest_queries(plain["ap"], hardest)
         ranked = top_gallery(dist, queries, q_pids, g_pids, q_camids, g_camids, topk=10)
