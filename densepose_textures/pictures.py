@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 STEP_COLOURS = {
     Provenance.OBSERVED: (40, 170, 60), Provenance.MIRROR: (60, 110, 230), Provenance.IN_PART: (240, 200, 40),
     Provenance.RELATED_PART: (235, 110, 30), Provenance.MEAN_COLOUR: (200, 40, 40), Provenance.IDENTITY: (150, 70, 200),
-    Provenance.TRUE: (120, 220, 220), Provenance.NO_PERSON: (0, 0, 0),
+    Provenance.TRUE: (120, 220, 220), Provenance.IMPORTED: (230, 120, 190), Provenance.NO_PERSON: (0, 0, 0),
 }
 UNSEEN = (24, 24, 28)
 STEP_NAMES = tuple(code.label for code in Provenance)
@@ -31,7 +31,8 @@ def provenance_colours(provenance):
 
 
 def record_atlas_image(record, what="texture"):
-    """(6P, 4P, 3) DensePose atlas image of a record: its texture, only the observed texels, or its fill steps."""
+    """(6P, 4P, 3) DensePose atlas image of a record: its texture, only the observed texels, or its fill steps.
+    A record of an image layout (an imported texture, (H, W, 3)) is drawn as it is, (H, W, 3)."""
     if what == "texture":
         patches = record["texture"]
     elif what == "observed":
@@ -40,7 +41,8 @@ def record_atlas_image(record, what="texture"):
         patches = provenance_colours(record["provenance"])
     else:
         raise ValueError(f"what must be texture, observed or provenance, got {what!r}")
-    return atlas_to_image(np.asarray(patches, np.uint8))
+    patches = np.asarray(patches, np.uint8)
+    return patches if patches.ndim == 3 else atlas_to_image(patches)
 
 
 def _fit(image, height):

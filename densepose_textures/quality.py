@@ -94,8 +94,8 @@ class _Tally:
 
 def describe_targets(attrs):
     """How a set's targets were made, in a few words: ``nearest``, ``nearest, fused by identity``, ``truth``."""
-    if attrs.get("source", "warp") == "truth":
-        return "truth"
+    if attrs.get("source", "warp") in ("truth", "import"):
+        return {"truth": "truth", "import": "imported"}[attrs["source"]]
     fill = attrs.get("fill", "?")
     return f"{fill}, fused by identity" if attrs.get("fuse", "none") == "identity" else fill
 
@@ -111,6 +111,9 @@ def measure_quality(texture_set, truth, methods=None, limit=None, batch_size=64,
     """
     size = texture_set.size
     attrs = texture_set.attrs
+    if attrs.get("layout", "atlas") != "atlas":
+        raise InputError(f"{texture_set.path} holds {describe_targets(attrs)} textures of a foreign layout, not "
+                         "atlases: they cannot be compared texel by texel with the true atlases")
     if methods is not None and (attrs.get("source", "warp"), attrs.get("fuse", "none")) != ("warp", "none"):
         raise InputError(f"{texture_set.path} holds {describe_targets(attrs)} targets: fill methods can only be "
                          "re-run on a per-image set (source warp, fuse none)")

@@ -8,6 +8,12 @@ the shard each record lives in, each shard's byte size (a truncated or missing
 shard is refused), and ``mirror_index`` (24, P, P), the flat texel index of each
 texel's left/right mirror, so readers can flip targets without the .mat file.
 
+The attribute ``layout`` says what a record's texture is: ``atlas`` (the above; implied for sets
+written before it existed) or ``image``, a texture image of a foreign layout (an imported
+release, :mod:`densepose_textures.imported`): ``texture`` (N, H, W, 3), ``observed`` and
+``provenance`` (N, H, W), ``image_height`` and ``image_width`` attributes, ``size`` 0 and an
+empty ``mirror_index`` (0,): nobody knows which texel mirrors which.
+
 A set is written by :class:`TextureSetWriter` into a sibling work directory
 ``<set>.partial``: every shard goes to a temporary name and is renamed when
 complete, so a killed run leaves finished shards behind and resumes from them;
@@ -30,6 +36,7 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 INDEX_FILE = "index.h5"
+LAYOUTS = ("atlas", "image")  # a texture is a 24-part atlas, or an image of a foreign layout
 
 _COMPRESSION = dict(compression="gzip", compression_opts=1)
 
@@ -93,8 +100,25 @@ class TextureSet(H5Reader):
                     f"texture set {path}: shard {shard} has {shard.stat().st_size} bytes, the index says {size} "
                     "(truncated or replaced); copy or `dvc pull` it again"
                 )
-        self.size = int(self.attrs["size"])
+        self.size = int(self.attrs["size"])  # P; 0 for an image layout
+        self.layout = self.attrs.get("layout", "atlas")
+        if self.layout not in LAYOUTS:
+            raise InputError(f"{path} has texture layout {self.layout!r}, this software reads "
+                             f"{', '.join(LAYOUTS)}: update the software or rebuild the set")
         self._positions = {k: i for i, k in enumerate(self.keys)}
+
+    @property
+    def target_shape(self):
+        """(height, width) of a record's texture drawn as one image: (6P, 4P) for an atlas, the image's own
+        size for an image layout."""
+        if self.layout == "image":
+            return int(self.attrs["image_height"]), int(self.attrs["image_width"])
+        return 6 * self.size, 4 * self.size
+
+    @property
+    def mirrorable(self):
+        """Whether a flipped person's target can be made (an atlas and its mirror map; not a foreign layout)."""
+        return self.layout == "atlas"
 
     def __len__(self):
         return len(self.keys)
@@ -105,7 +129,8 @@ class TextureSet(H5Reader):
         return [self.path / name for name in self._shard_files]
 
     def __repr__(self):
-        return f"TextureSet({str(self.path)!r}, n={len(self)}, P={self.size})"
+        shape = f"P={self.size}" if self.layout == "atlas" else "image {}x{}".format(*self.target_shape)
+        return f"TextureSet({str(self.path)!r}, n={len(self)}, {shape})"
 
     def index(self, key):
         try:
@@ -158,14 +183,14 @@ class TextureSet(H5Reader):
 class _ShardFile:
     """One shard being written atomically; :meth:`close` renames it into place."""
 
-    def __init__(self, path, first, count, size, attrs):
+    def __init__(self, path, first, count, shape, attrs):
         self.first, self.count = first, count
         self.target = AtomicWrite(path)
         self.file = h5py.File(self.target.tmp, "w")
         for name, value in attrs.items():
             self.file.attrs[name] = value
         self.file.attrs["first_record"] = first
-        shape = (NUM_PARTS, size, size)
+        shape = tuple(shape)  # a record's (24, P, P), or (H, W) of an image layout
         self.texture = self._dataset("texture", count, shape + (3,))
         self.observed = self._dataset("observed", count, shape)
         self.provenance = self._dataset("provenance", count, shape)
@@ -203,9 +228,10 @@ class TextureSetWriter:
     ``<path>.partial`` left by an interrupted run with the same attrs, image list and shard
     size is resumed (its finished shards are kept); any other is started afresh.
     :attr:`todo` lists the record indices still to compute; pass each to :meth:`put`.
+    ``layout="image"``: records are images of a foreign layout, ``size`` their (H, W), ``mirror_index`` None.
     """
 
-    def __init__(self, path, keys, pids, camids, *, size, attrs, mirror_index, shard_size=1024):
+    def __init__(self, path, keys, pids, camids, *, size, attrs, mirror_index, shard_size=1024, layout="atlas"):
         self.path = Path(path)
         self.keys = list(keys)
         self.pids = np.asarray(pids, dtype=np.int64)
@@ -214,12 +240,22 @@ class TextureSetWriter:
             raise ValueError("keys, pids and camids must have the same length")
         if len(set(self.keys)) != len(self.keys):
             raise InputError("the image list of a texture set has duplicate keys")
-        self.size = int(size)
-        self.mirror_index = np.asarray(mirror_index, dtype=np.int64)
-        if self.mirror_index.shape != (NUM_PARTS, size, size):
-            raise ValueError(f"mirror_index must be (24, {size}, {size}), got {self.mirror_index.shape}")
-        self.shard_size = int(shard_size)
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
         self.attrs = dict(attrs)
+        if layout == "image":
+            if mirror_index is not None:
+                raise ValueError("an image layout has no mirror map: pass mirror_index=None")
+            self.size, self.shape = 0, tuple(int(s) for s in size)
+            self.mirror_index = np.zeros(0, dtype=np.int64)
+            self.attrs.update(layout=layout, image_height=self.shape[0], image_width=self.shape[1])
+        else:
+            self.size = int(size)
+            self.shape = (NUM_PARTS, self.size, self.size)
+            self.mirror_index = np.asarray(mirror_index, dtype=np.int64)
+            if self.mirror_index.shape != self.shape:
+                raise ValueError(f"mirror_index must be (24, {size}, {size}), got {self.mirror_index.shape}")
+        self.shard_size = int(shard_size)
         self.attrs.update(format_version=FORMAT_VERSION, size=self.size, records=len(self.keys),
                           image_list_digest=image_list_digest(self.keys, self.pids, self.camids))
         n = len(self.keys)
@@ -259,7 +295,7 @@ class TextureSetWriter:
         number = i // self.shard_size
         if self._open is None:
             first, last = self.bounds[number]
-            self._open = _ShardFile(self.work / shard_name(number), first, last - first, self.size, self.attrs)
+            self._open = _ShardFile(self.work / shard_name(number), first, last - first, self.shape, self.attrs)
         self._open.write(texture, observed, provenance)
         self._found[i] = bool(np.any(np.asarray(provenance) != Provenance.NO_PERSON))
         if self._open.written == self._open.count:
@@ -278,7 +314,7 @@ class TextureSetWriter:
         if self.path.exists() and not replace:
             raise InputError(f"{self.path} already exists: remove it or rebuild with --force")
         if self.bounds == [(0, 0)]:
-            _ShardFile(self.work / shard_name(0), 0, 0, self.size, self.attrs).close([], [], [])
+            _ShardFile(self.work / shard_name(0), 0, 0, self.shape, self.attrs).close([], [], [])
         files = [shard_name(k) for k in range(len(self.bounds))]
         shard_of = np.concatenate([np.full(b - a, k) for k, (a, b) in enumerate(self.bounds)]).astype(np.int32)
         row_of = np.concatenate([np.arange(b - a) for a, b in self.bounds]).astype(np.int32)
@@ -306,12 +342,16 @@ class TextureSetWriter:
 
 
 def write_texture_set(path, textures, observed, provenance, keys, pids, camids, *, mirror_index,
-                      attrs=None, shard_size=1024, replace=False):
-    """Write a whole set from arrays in memory (tests, small tools). Returns the set's path."""
+                      attrs=None, shard_size=1024, replace=False, layout="atlas"):
+    """Write a whole set from arrays in memory (tests, small tools). Returns the set's path.
+    ``layout="image"``: ``textures`` (N, H, W, 3) images of a foreign layout, ``mirror_index`` None."""
     textures = np.asarray(textures, dtype=np.uint8)
-    size = textures.shape[2] if textures.ndim == 5 else int(np.asarray(mirror_index).shape[-1])
+    if layout == "image":
+        size = textures.shape[1:3]
+    else:
+        size = textures.shape[2] if textures.ndim == 5 else int(np.asarray(mirror_index).shape[-1])
     writer = TextureSetWriter(path, keys, pids, camids, size=size, attrs=attrs or {},
-                              mirror_index=mirror_index, shard_size=shard_size)
+                              mirror_index=mirror_index, shard_size=shard_size, layout=layout)
     for i in writer.todo:
         writer.put(i, textures[i], observed[i], provenance[i])
     return writer.finish(replace=replace)

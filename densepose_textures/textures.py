@@ -43,7 +43,7 @@ FUSES = ("none", "identity")
 # Recorded in every set but not compared when deciding whether a set can be reused.
 INFORMATIONAL = ("software_version", "shard_size")
 # Determining fields added after sets were first shared: what a set without them was built with.
-IMPLIED = {"source": "warp", "fuse": "none", "truth_digest": ""}
+IMPLIED = {"source": "warp", "fuse": "none", "truth_digest": "", "layout": "atlas", "import_digest": ""}
 
 
 @dataclass
@@ -62,10 +62,13 @@ class BuildSummary:
 
 
 def set_attributes(*, dataset, keys, pids, camids, store_attrs, size, splat, fill, mirror, source="warp", fuse="none",
-                   truth_digest="", software_version="", shard_size=1024):
+                   truth_digest="", software_version="", shard_size=1024, layout="atlas", import_digest="",
+                   image_size=None):
     """Every attribute of the set: what determines it (dataset, images, IUV, texture settings,
     mirror map, target source and fusion) plus :data:`INFORMATIONAL` fields. ``mirror`` is a
-    MirrorMap or None (no mirroring); ``truth_digest`` names the true atlases of a truth set."""
+    MirrorMap or None (no mirroring); ``truth_digest`` names the true atlases of a truth set;
+    ``layout``, ``import_digest`` and ``image_size`` (H, W) describe an imported set of images
+    (:mod:`.imported`)."""
     attrs = {
         "format_version": FORMAT_VERSION,
         "dataset": dataset,
@@ -80,9 +83,13 @@ def set_attributes(*, dataset, keys, pids, camids, store_attrs, size, splat, fil
         "source": source,
         "fuse": fuse,
         "truth_digest": truth_digest,
+        "layout": layout,
+        "import_digest": import_digest,
         "software_version": software_version,
         "shard_size": int(shard_size),
     }
+    if layout == "image":
+        attrs.update(image_height=int(image_size[0]), image_width=int(image_size[1]))
     for name, value in sorted(store_attrs.items()):
         if name not in ("shard_index", "shard_count", "shard_start"):
             attrs[f"iuv_{name}"] = value if not isinstance(value, (list, tuple)) else "x".join(map(str, value))

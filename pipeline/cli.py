@@ -18,7 +18,7 @@ COMMANDS = {
     "iuv": ("pipeline.commands.iuv", "iuv", "Run DensePose (or another backend) on every image into an IUV store."),
     "iuv-merge": ("pipeline.commands.iuv", "iuv_merge", "Join IUV shard files into one store."),
     "gen-textures": ("pipeline.commands.textures", "gen_textures", "Build the HDF5 texture set of one dataset."),
-    "textures": ("pipeline.commands.textures", "textures", "Inspect, draw and measure texture sets."),
+    "textures": ("pipeline.commands.textures", "textures", "Inspect, draw and measure texture sets; import released ones."),
     "train": ("pipeline.commands.train", "train", "Train the baseline or SAN."),
     "export": ("pipeline.commands.train", "export", "Export the inference encoder of a checkpoint."),
     "extract": ("pipeline.commands.evaluate", "extract", "Extract features of a dataset split or image folder."),

@@ -2,14 +2,17 @@
 
 A sample is ``image`` (3, H, W) uint8, ``pid``, ``key`` (index, epoch, slot; -1 when not
 augmented), and with a texture set ``target`` (3, 6P, 4P) uint8, the atlas drawn as one
-image, and ``provenance`` (1, 6P, 4P) uint8 (255 where the target has no evidence).
+image, and ``provenance`` (1, 6P, 4P) uint8 (255 where the target has no evidence). A set of
+foreign-layout images (``layout: image``, an imported release) gives its images as they are,
+(3, H', W') and (1, H', W'); the decoder predicts that size (:attr:`TrainImages.target_size`).
 Tensors stay uint8 until :func:`batch_to_device`, which normalises on the device (a
 quarter of the host-to-device traffic of float batches).
 
 Augmentation (torchreid's recipe): random 1.125x resize-crop, horizontal flip,
 random erasing (image only). A flipped image shows the mirrored person, so its
 target is the mirrored atlas: texels move to their mirror texels (left and right
-parts swapped) through the set's ``mirror_index``. Randomness comes from
+parts swapped) through the set's ``mirror_index``. A foreign layout has no mirror map, so
+with such a set horizontal flipping is turned off (logged once). Randomness comes from
 ``(seed, epoch, slot)`` of each sample (see :mod:`train.sampler`), never from
 worker state, so runs are identical whatever the number of workers and resume.
 
@@ -129,12 +132,22 @@ class TrainImages(torch.utils.data.Dataset):
         self.seed = seed
         self.fill = np.rint(np.asarray(mean) * 255).astype(np.uint8)
         self.textures = None if textures is None else TextureSet(textures)  # shards opened lazily per worker
-        self.texture_size = None
+        self.texture_size = None  # P of atlas targets
+        self.target_size = None  # (H, W) of a target image: (6P, 4P) for atlases
+        self.layout = None
         self.empty_records = 0
         if self.textures is not None:
             self.record = join_textures(self.items, self.textures)
-            self.texture_size = int(self.textures.size)
+            self.layout = self.textures.layout
+            self.target_size = self.textures.target_shape
+            if self.layout == "atlas":
+                self.texture_size = int(self.textures.size)
             self.mirror_index = np.asarray(self.textures.mirror_index, dtype=np.int64).reshape(-1)  # (24 P P,)
+            if not self.textures.mirrorable and self.flip:
+                log.info("texture set %s holds %dx%d images of a foreign layout (source %s) with no mirror map: "
+                         "horizontal flipping is off for this run (a flipped person would not match its target)",
+                         self.textures.path, *self.target_size, self.textures.attrs.get("source", "?"))
+                self.flip = False
             empty = [rel for (rel, _, _), found in zip(self.items, self.textures.found[self.record]) if not found]
             self.empty_records = len(empty)
             if empty:
@@ -182,14 +195,20 @@ class TrainImages(torch.utils.data.Dataset):
                                  erasing=self.erasing)
 
     def target(self, index, flipped):
-        """Target atlas image (3, 6P, 4P) and provenance (1, 6P, 4P), mirrored when the image is flipped."""
+        """Target atlas image (3, 6P, 4P) and provenance (1, 6P, 4P), mirrored when the image is flipped;
+        a foreign-layout image (3, H', W') and (1, H', W') as stored (never flipped)."""
         rec = self.textures[int(self.record[index])]
-        texture, provenance = rec["texture"], rec["provenance"]  # (24, P, P, 3), (24, P, P)
-        if flipped:
-            texture = mirror_atlas(texture, self.mirror_index)
-            provenance = mirror_atlas(provenance, self.mirror_index)
-        image = atlas_to_image(texture)  # (6P, 4P, 3)
-        prov = atlas_to_image(provenance[..., None])  # (6P, 4P, 1)
+        texture, provenance = rec["texture"], rec["provenance"]  # (24, P, P, 3), (24, P, P); or (H', W', 3), (H', W')
+        if self.layout == "image":
+            if flipped:
+                raise ValueError("a target of a foreign layout cannot be mirrored: flipping must be off")
+            image, prov = texture, provenance[..., None]
+        else:
+            if flipped:
+                texture = mirror_atlas(texture, self.mirror_index)
+                provenance = mirror_atlas(provenance, self.mirror_index)
+            image = atlas_to_image(texture)  # (6P, 4P, 3)
+            prov = atlas_to_image(provenance[..., None])  # (6P, 4P, 1)
         return {
             "target": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "provenance": torch.from_numpy(np.ascontiguousarray(prov.transpose(2, 0, 1))),

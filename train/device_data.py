@@ -35,10 +35,13 @@ LOADERS = ("worker", "device", "auto")
 CHUNK = 256  # images per decoding task
 
 
-def device_bytes(count, size, texture_size=None):
-    """Bytes the device path holds for ``count`` images at ``size`` (H, W), with P = ``texture_size`` targets."""
+def device_bytes(count, size, texture_size=None, target_size=None):
+    """Bytes the device path holds for ``count`` images at ``size`` (H, W), with P = ``texture_size`` targets
+    (or target images of ``target_size`` (H', W'), a foreign layout)."""
     per_image = 3 * size[0] * size[1]
-    if texture_size:
+    if target_size:
+        per_image += 4 * target_size[0] * target_size[1]  # RGB target + provenance, one int32 per pixel
+    elif texture_size:
         per_image += 4 * 24 * texture_size * texture_size  # RGB target + provenance, one int32 per texel
     return count * per_image
 
@@ -89,8 +92,10 @@ def _decode(root, rels, size, textures, records):
         return images, None
     recs = [textures[int(r)] for r in records]
     texels = np.concatenate([np.stack([r["texture"] for r in recs]), np.stack([r["provenance"] for r in recs])[..., None]],
-                            axis=-1)  # (n, 24, P, P, 4)
-    return images, np.ascontiguousarray(atlas_to_image(texels)).view(np.int32)[..., 0]  # (n, 6P, 4P)
+                            axis=-1)  # (n, 24, P, P, 4); a foreign layout's images (n, H', W', 4)
+    if textures.layout == "atlas":
+        texels = atlas_to_image(texels)  # (n, 6P, 4P, 4)
+    return images, np.ascontiguousarray(texels).view(np.int32)[..., 0]  # (n, 6P, 4P) or (n, H', W')
 
 
 class DeviceImages:
@@ -103,14 +108,16 @@ class DeviceImages:
         n, (h, w), p = len(images), images.size, images.texture_size
         self.size, self.big = (h, w), enlarged(images.size, images.resize_crop)
         self.image = torch.empty((n, 3, h, w), dtype=torch.uint8, device=self.device)
-        self.texels = None  # (N, 6P, 4P) int32: R, G, B, provenance of each atlas texel
-        if p:
-            self.texels = torch.empty((n, 6 * p, 4 * p), dtype=torch.int32, device=self.device)
-            self.mirror = torch.from_numpy(mirror_pixels(images.mirror_index, p)).to(self.device)
+        self.texels = None  # (N, 6P, 4P) int32: R, G, B, provenance of each atlas texel (or target pixel)
+        self.mirror = None  # flat pixel of each target pixel's mirror; None: no mirror map (flipping off)
+        if images.target_size:
+            self.texels = torch.empty((n, *images.target_size), dtype=torch.int32, device=self.device)
+            if images.layout == "atlas":
+                self.mirror = torch.from_numpy(mirror_pixels(images.mirror_index, p)).to(self.device)
         self.pids = torch.from_numpy(images.pids).to(self.device)
         self.fill = torch.from_numpy(images.fill).view(1, 3, 1, 1).to(self.device)
         self._load(jobs, progress)
-        log.info("device data path: %s images%s, %.0f MB on %s", f"{n:,}", " + targets" if p else "",
+        log.info("device data path: %s images%s, %.0f MB on %s", f"{n:,}", " + targets" if images.target_size else "",
                  self.nbytes / 2**20, self.device)
 
     def _load(self, jobs, progress):
@@ -157,6 +164,8 @@ class DeviceImages:
         if self.texels is not None:
             texels = self.texels.index_select(0, index)  # (B, 6P, 4P)
             if flipped:
+                if self.mirror is None:
+                    raise ValueError("targets of a foreign layout cannot be mirrored: flipping must be off")
                 mirrored = texels.index_select(0, flipped_at).flatten(1)  # (F, 6P 4P)
                 mirrored = mirrored.gather(1, self.mirror.expand_as(mirrored))  # texel <- its mirror texel
                 texels[flipped_at] = mirrored.view(-1, *texels.shape[1:])
@@ -202,7 +211,7 @@ class DeviceLoader:
 def build_loader(images, sampler, *, loader, budget_gb, workers, device, progress=True):
     """The training loader ``loader`` names (``worker``, ``device``, ``auto``; see :func:`choose_loader`)."""
     device = torch.device(device)
-    need = device_bytes(len(images), images.size, images.texture_size)
+    need = device_bytes(len(images), images.size, images.texture_size, images.target_size)
     if choose_loader(loader, need, budget_gb, device) == "device":
         return DeviceLoader(DeviceImages(images, device, jobs=workers, progress=progress), sampler)
     return make_loader(images, sampler, workers=workers, device=device)

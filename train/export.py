@@ -50,6 +50,7 @@ def save_encoder(model_or_encoder, preprocess, path, onnx=False):
     model = bare_model(model_or_encoder)
     encoder = getattr(model, "encoder", model)
     args = dict(_model_args(encoder), texture_size=None)
+    args.pop("target_size", None)
     state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
     record = {"encoder": state, "model_args": args, "preprocess": check_preprocess(preprocess)}
     path = Path(path)
@@ -66,6 +67,7 @@ def save_encoder(model_or_encoder, preprocess, path, onnx=False):
 def build_encoder(model_args, encoder_state, device="cpu", where="the model file"):
     """An encoder in eval mode rebuilt from ``model_args`` and its state dict."""
     args = dict(model_args, texture_size=None, pretrained="")
+    args.pop("target_size", None)  # the decoder's output size: no decoder here
     try:
         encoder = SAN(**args).encoder
     except TypeError as err:

@@ -102,7 +102,9 @@ def build_data(settings, root, items, textures, device, *, rank=0, world=1, prog
 
 def build_model(settings, data, device):
     """The SAN on ``device``, its initial weights a function of the seed alone; a decoder when the data has targets."""
-    net = initial_model(settings.seed, num_classes=data.num_classes, texture_size=data.images.texture_size,
+    images = data.images
+    foreign = {"target_size": images.target_size} if images.layout == "image" else {}  # decoder output: the targets' size
+    net = initial_model(settings.seed, num_classes=data.num_classes, texture_size=images.texture_size, **foreign,
                         **asdict(settings.model)).to(device)
     return net.to(memory_format=torch.channels_last) if settings.channels_last else net
 

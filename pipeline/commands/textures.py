@@ -160,10 +160,7 @@ def gen_textures(dataset, variant, root, iuv_store, size, splat, fill, mirror, m
     root = paths.raw_root(dataset) if root is None else Path(root)
     truth = true_atlases(dataset, root) if params.source == "truth" else None
     ds = datasets.load(dataset, root, **({"variant": variant} if variant else {}))
-    labels = {}
-    for split in ("train", "query", "gallery"):
-        for key, pid, camid in ds.split(split):
-            labels.setdefault(key, (pid, camid))
+    labels = dataset_labels(ds)
     store = Path(iuv_store) if iuv_store else find_iuv_store(dataset, variant)
     out = Path(out) if out else paths.texture_set(name, params.source, params.fuse)
     with parallel_backend(params.parallel, params.jobs, scheduler):
@@ -189,7 +186,55 @@ def gen_textures(dataset, variant, root, iuv_store, size, splat, fill, mirror, m
 
 @click.group("textures")
 def textures():
-    """Inspect, draw and measure texture sets."""
+    """Inspect, draw and measure texture sets; import released ones."""
+
+
+def dataset_labels(ds):
+    """{key: (pid, camid)} of every image the dataset reader lists (train, query, gallery), in that order."""
+    labels = {}
+    for split in ("train", "query", "gallery"):
+        for key, pid, camid in ds.split(split):
+            labels.setdefault(key, (pid, camid))
+    return labels
+
+
+@textures.command("import")
+@click.option("--dataset", required=True, help="Dataset name (see `sanreid datasets`); cuhk03 means labeled.")
+@click.option("--folder", required=True, type=click.Path(file_okay=False),
+              help="Folder of released texture images, one per reID image, named as the image (any image extension).")
+@click.option("--variant", type=click.Choice(["labeled", "detected"]), default=None,
+              help="cuhk03 only: which boxes (names the output cuhk03_<variant>) [default: labeled].")
+@click.option("--root", type=click.Path(file_okay=False), default=None, help="Dataset root [default: data/raw/<dataset>].")
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help="Decoding threads [textures.jobs].")
+@click.option("--shard-size", type=click.IntRange(min=1), default=None, help="Images per shard file [textures.shard_size].")
+@click.option("--force", is_flag=True, help="Rebuild even if a set exists (one built from other files is otherwise refused).")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Set directory [default: data/textures/<name>-import].")
+@user_errors
+def import_textures(dataset, folder, variant, root, jobs, shard_size, force, out):
+    """Import a released texture folder (e.g. SAN's pseudo full textures of CUHK03-labeled) as a texture set.
+
+    Every image of the dataset (all splits) needs the texture file of the same name (file name without
+    extension, anywhere under --folder); the images without one are named before anything is written.
+    Textures are stored at their own size and layout (one size for the folder), every texel with
+    provenance 'imported'; training on the set turns horizontal flipping off (no mirror map is known).
+    Reused when the dataset and files match, refused naming the differing field otherwise (--force rebuilds).
+    """
+    from densepose_textures.imported import SOURCE, import_texture_set
+    from pipeline import datasets
+
+    params = with_options(params_from_context().textures, jobs=jobs, shard_size=shard_size)
+    name = paths.canonical_name(dataset, variant)
+    root = paths.raw_root(dataset) if root is None else Path(root)
+    ds = datasets.load(dataset, root, **({"variant": variant} if variant else {}))
+    out = Path(out) if out else paths.texture_set(name, SOURCE)
+    summary = import_texture_set(out, folder=folder, dataset=name, labels=dataset_labels(ds),
+                                 shard_size=params.shard_size, jobs=params.jobs, force=force,
+                                 software_version=__version__)
+    if summary.reused:
+        click.echo(f"reused {summary.path}: {summary.records} images, it matches the dataset and the texture folder")
+    else:
+        click.echo(f"wrote {summary.path}: {summary.records} imported textures ({summary.resumed} resumed)")
 
 
 @textures.command("info")
@@ -201,7 +246,8 @@ def info(path):
     from densepose_textures.shards import TextureSet
 
     ts = TextureSet(path)
-    click.echo(f"{ts.path}: {len(ts)} images, P={ts.size}, {len(ts.shard_files)} shard(s)")
+    shape = f"P={ts.size}" if ts.layout == "atlas" else "{}x{} images of a foreign layout".format(*ts.target_shape)
+    click.echo(f"{ts.path}: {len(ts)} images, {shape}, {len(ts.shard_files)} shard(s)")
     for name, value in ts.attrs.items():
         click.echo(f"  {name}: {value}")
     stats = set_statistics(ts)
@@ -258,7 +304,8 @@ def atlas(path, key, what, scale, out):
         image = with_legend(image)
     write_rgb(out, image)
     enlarged = f", enlarged {scale}x" if scale > 1 else ""
-    click.echo(f"wrote {out} ({image.shape[1]}x{image.shape[0]}: {what} of {key}, P={ts.size}{enlarged})")
+    shape = f"P={ts.size}" if ts.layout == "atlas" else "an imported image"
+    click.echo(f"wrote {out} ({image.shape[1]}x{image.shape[0]}: {what} of {key}, {shape}{enlarged})")
 
 
 @textures.command("quality")

@@ -4,7 +4,8 @@ As the official release (ConvResDecoder): layer4 reduced to 512 channels plus a
 layer3 skip; four up-blocks (residual unit, ReLU, bilinear x2, reflection-padded
 3x3 conv) 512 -> 256 -> 64 -> 32 -> 16, with additive skips from layer2 after
 block 1 and layer1 after block 2; a reflection-padded 7x7 conv to 3 channels (no
-tanh), resized to the atlas image. Channel counts of the skips come from the
+tanh), resized (bilinear) to the atlas image, or to ``output_size`` (H', W'), the size of
+a texture set's target images when they are not atlases (an imported release). Channel counts of the skips come from the
 backbone, so ResNet-18 works too. ``width`` multiplies every channel count (0.5: about a quarter
 of the decoder's compute). Init: Xavier-normal, gain 0.02 (``official``), or PyTorch's
 default (``standard``).
@@ -86,9 +87,9 @@ def _add_skip(x, skip):
 
 
 class Decoder(nn.Module):
-    """``forward([layer1, layer2, layer3, layer4]) -> (texture (B, 3, 6P, 4P), [up1, up2, up3, up4])``."""
+    """``forward([layer1, layer2, layer3, layer4]) -> (texture (B, 3, *output_size), [up1, up2, up3, up4])``."""
 
-    def __init__(self, stage_channels, texture_size, init="official", width=1.0):
+    def __init__(self, stage_channels, texture_size, init="official", width=1.0, output_size=None):
         super().__init__()
         if init not in DECODER_INITS:
             raise ValueError(f"unknown decoder init {init!r}; choose one of {', '.join(DECODER_INITS)}")
@@ -96,7 +97,10 @@ class Decoder(nn.Module):
             raise ValueError(f"decoder width must be positive, got {width}")
         c1, c2, c3, c4 = stage_channels
         u0, u1, u2, u3, u4 = (max(1, round(c * width)) for c in UP_CHANNELS)
-        self.texture_size = int(texture_size)
+        if texture_size is None and output_size is None:
+            raise ValueError("the decoder needs the atlas patch size P (texture_size) or an output_size (H, W)")
+        self.texture_size = None if texture_size is None else int(texture_size)
+        self._output_size = None if output_size is None else tuple(int(v) for v in output_size)
         self.reduce = conv_bn_relu_1x1(c4, u0)
         self.skip3 = conv_bn_relu_1x1(c3, u0)
         self.skip2 = conv_bn_relu_1x1(c2, u1)
@@ -112,7 +116,9 @@ class Decoder(nn.Module):
 
     @property
     def output_size(self):
-        """(6P, 4P): the atlas drawn as one image."""
+        """(6P, 4P), the atlas drawn as one image; or the ``output_size`` given."""
+        if self._output_size is not None:
+            return self._output_size
         return 6 * self.texture_size, 4 * self.texture_size
 
     def forward(self, stages):

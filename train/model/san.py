@@ -15,7 +15,9 @@ class SAN(nn.Module):
 
     ``texture_size=None`` builds no decoder (the ``baseline`` variant); otherwise
     ``texture_size`` is the atlas patch size P and the decoder predicts a
-    (3, 6P, 4P) atlas image. ``pretrained`` is a path to torchvision ImageNet
+    (3, 6P, 4P) atlas image. ``target_size`` (H', W'): the decoder predicts images of that size
+    instead (a texture set of foreign-layout images, :mod:`densepose_textures.imported`; with
+    ``texture_size=None``). ``pretrained`` is a path to torchvision ImageNet
     weights for the backbone ("" for none). Defaults: :class:`train.settings.ModelParams`.
 
     ``forward(x)``: in train mode a dict with ``feat`` (B, D) triplet feature,
@@ -28,20 +30,25 @@ class SAN(nn.Module):
     def __init__(self, num_classes, backbone=ModelParams.backbone, head=ModelParams.head,
                  embed_dim=ModelParams.embed_dim, last_stride=ModelParams.last_stride, texture_size=None,
                  pretrained=ModelParams.pretrained, decoder_init=ModelParams.decoder_init,
-                 decoder_width=ModelParams.decoder_width):
+                 decoder_width=ModelParams.decoder_width, target_size=None):
         super().__init__()
         self.model_args = dict(num_classes=num_classes, backbone=backbone, head=head, embed_dim=embed_dim,
                                last_stride=last_stride, texture_size=texture_size, decoder_init=decoder_init,
                                decoder_width=decoder_width)
+        if target_size is not None:  # recorded only when used, so older checkpoints' model_args still match
+            self.model_args["target_size"] = [int(v) for v in target_size]
         self.encoder = Encoder(num_classes, backbone, head, embed_dim, last_stride)
         if pretrained:
             load_pretrained(self.encoder.backbone, pretrained)
-        if texture_size is None:
+        if texture_size is None and target_size is None:
             self.decoder = None
         else:
-            if not isinstance(texture_size, int) or texture_size < 1:
+            if texture_size is not None and (not isinstance(texture_size, int) or texture_size < 1):
                 raise InputError(f"texture_size must be a positive int (the atlas patch size P), got {texture_size!r}")
-            self.decoder = Decoder(self.encoder.backbone.stage_channels, texture_size, decoder_init, decoder_width)
+            if target_size is not None and (len(target_size) != 2 or min(int(v) for v in target_size) < 1):
+                raise InputError(f"target_size must be a positive (height, width), got {target_size!r}")
+            self.decoder = Decoder(self.encoder.backbone.stage_channels, texture_size, decoder_init, decoder_width,
+                                   output_size=target_size)
 
     @property
     def feature_dim(self):
