@@ -81,6 +81,8 @@ def test_import_builds_a_readable_set_of_the_released_images(cuhk03, tmp_path):
     assert "20x14 images of a foreign layout" in info.output and "imported       100.00%" in info.output
     picture = run("textures", "atlas", out, "--key", ts.keys[3], "--out", tmp_path / "t.png")
     assert picture.exit_code == 0 and np.array_equal(read_rgb(tmp_path / "t.png"), textures[ts.keys[3]])
+    show = run("textures", "show", out, "--n", "2", "--root", root, "--out", tmp_path / "g.png")
+    assert show.exit_code == 0 and read_rgb(tmp_path / "g.png").shape[0] > 192, show.output
     quality = run("textures", "quality", out, "--truth", tmp_path)  # no true atlas fits a foreign layout
     assert quality.exit_code == 2
 
@@ -180,7 +182,7 @@ def test_san_trains_on_an_imported_set_of_a_non_atlas_size(imported_synth, tmp_p
 
     root, textures = imported_synth
     out = tmp_path / "san"
-    settings = TRAIN_SETTINGS + ["epochs=1", "eval_every=-1", "data.flip=true"]
+    settings = TRAIN_SETTINGS + ["epochs=1", "eval_every=-1", "data.flip=true", "model.decoder_width=0.25"]
     result = run("train", "--dataset", "synth", "--root", root, "--textures", textures, "--variant", "san",
                  "--out", out, *[arg for s in settings for arg in ("--set", s)])
     assert result.exit_code == 0, result.output + repr(result.exception)
