@@ -93,9 +93,12 @@ class _Tally:
 
 
 def describe_targets(attrs):
-    """How a set's targets were made, in a few words: ``nearest``, ``nearest, fused by identity``, ``truth``."""
+    """How a set's targets were made, in a few words: ``nearest``, ``nearest, fused by identity``, ``truth``,
+    ``sanpg`` (``sanpg, observed kept``)."""
     if attrs.get("source", "warp") == "truth":
         return "truth"
+    if attrs.get("source", "warp") == "sanpg":
+        return "sanpg, observed kept" if attrs.get("keep_observed", False) else "sanpg"
     fill = attrs.get("fill", "?")
     return f"{fill}, fused by identity" if attrs.get("fuse", "none") == "identity" else fill
 
