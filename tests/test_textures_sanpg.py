@@ -216,7 +216,7 @@ def test_cli_builds_a_sanpg_set_beside_the_others_and_measures_it(generator_file
     assert missing.exit_code == 2 and "--source sanpg needs the generator" in missing.output
     assert "Traceback" not in missing.output
     stray = runner.invoke(main, [*common, "--generator", str(generator_file)])
-    assert stray.exit_code == 2 and "--generator belong to --source sanpg" in stray.output
+    assert stray.exit_code == 2 and "--generator belongs to --source sanpg" in stray.output
     absent = runner.invoke(main, [*common, "--source", "sanpg", "--generator", "nope.pt"])
     assert absent.exit_code == 2 and "generator nope.pt not found" in absent.output
     sized = runner.invoke(main, [*common[:-4], "--size", "8", "--source", "sanpg", "--generator", str(generator_file)])

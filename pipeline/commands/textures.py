@@ -91,8 +91,9 @@ def load_texture_generator(source, path, keep_observed, device):
         given = [name for name, value in (("--generator", path), ("--keep-observed", keep_observed),
                                           ("--device", device)) if value]
         if given:
-            raise InputError(f"{' and '.join(given)} belong to --source sanpg, this run's source is {source}: "
-                             f"add --source sanpg, or leave out {' and '.join(given)}")
+            names = " and ".join(given)
+            raise InputError(f"{names} {'belongs' if len(given) == 1 else 'belong'} to --source sanpg, this run's "
+                             f"source is {source}: add --source sanpg, or leave out {names}")
         return None
     if not path:
         raise InputError("--source sanpg needs the generator: give its checkpoint with --generator PATH "
