@@ -183,6 +183,8 @@ def test_generator_errors(generator, synth_iuv_store, synth_root, tmp_path):
         build(tmp_path / "a", synth_iuv_store, synth_root, None)
     with pytest.raises(InputError, match=r"predicts P=16 atlases, this run asks for texture size 8: give --size 16"):
         build(tmp_path / "a", synth_iuv_store, synth_root, generator, size=8)
+    with pytest.raises(InputError, match="predicts each image's own atlas: use fuse 'none'"):
+        build(tmp_path / "a", synth_iuv_store, synth_root, generator, fuse="identity")
     with pytest.raises(InputError, match="belong to source 'sanpg'"):
         build(tmp_path / "a", synth_iuv_store, synth_root, None, source="warp", keep_observed=True)
     with pytest.raises(InputError, match="not found"):
