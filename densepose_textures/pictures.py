@@ -16,7 +16,8 @@ log = logging.getLogger(__name__)
 STEP_COLOURS = {
     Provenance.OBSERVED: (40, 170, 60), Provenance.MIRROR: (60, 110, 230), Provenance.IN_PART: (240, 200, 40),
     Provenance.RELATED_PART: (235, 110, 30), Provenance.MEAN_COLOUR: (200, 40, 40), Provenance.IDENTITY: (150, 70, 200),
-    Provenance.TRUE: (120, 220, 220), Provenance.IMPORTED: (230, 120, 190), Provenance.NO_PERSON: (0, 0, 0),
+    Provenance.TRUE: (120, 220, 220), Provenance.GENERATED: (230, 120, 190), Provenance.IMPORTED: (160, 120, 60),
+    Provenance.NO_PERSON: (0, 0, 0),
 }
 UNSEEN = (24, 24, 28)
 STEP_NAMES = tuple(code.label for code in Provenance)

@@ -2,7 +2,7 @@
 
 One home for the codes and their labels; the fill, the shards, the pictures, the quality table
 and the trainer all read them from here. ``NO_PERSON`` (255) is the one code for a texel with
-nothing behind it: its image has no person. Codes 7 and 9 to 254 are free: a new step is one line
+nothing behind it: its image has no person. Codes 9 to 254 are free: a new step is one line
 below (its code and label), plus its colour in :data:`densepose_textures.pictures.STEP_COLOURS`.
 """
 
@@ -25,5 +25,6 @@ class Provenance(IntEnum):
     MEAN_COLOUR = 4, "mean colour"
     IDENTITY = 5, "identity"  # not seen in this image, fused from other images of its identity
     TRUE = 6, "true"  # copied from the renderer's true atlas (synthetic sets)
+    GENERATED = 7, "generated"  # predicted by a SAN-PG texture generator (source sanpg)
     IMPORTED = 8, "imported"  # taken from a released texture image (`sanreid textures import`)
     NO_PERSON = 255, "no person"

@@ -93,9 +93,13 @@ class _Tally:
 
 
 def describe_targets(attrs):
-    """How a set's targets were made, in a few words: ``nearest``, ``nearest, fused by identity``, ``truth``."""
-    if attrs.get("source", "warp") in ("truth", "import"):
-        return {"truth": "truth", "import": "imported"}[attrs["source"]]
+    """How a set's targets were made, in a few words: ``nearest``, ``nearest, fused by identity``, ``truth``,
+    ``imported``, ``sanpg`` (``sanpg, observed kept``)."""
+    source = attrs.get("source", "warp")
+    if source in ("truth", "import"):
+        return {"truth": "truth", "import": "imported"}[source]
+    if source == "sanpg":
+        return "sanpg, observed kept" if attrs.get("keep_observed", False) else "sanpg"
     fill = attrs.get("fill", "?")
     return f"{fill}, fused by identity" if attrs.get("fuse", "none") == "identity" else fill
 

@@ -84,6 +84,26 @@ def true_atlases(dataset, root):
     return read_truth(root)[0]
 
 
+def load_texture_generator(source, path, keep_observed, device):
+    """The SAN-PG generator of ``--generator`` for ``--source sanpg`` (None for other sources);
+    :class:`InputError` when it is missing there, or given (or --keep-observed, --device) elsewhere."""
+    if source != "sanpg":
+        given = [name for name, value in (("--generator", path), ("--keep-observed", keep_observed),
+                                          ("--device", device)) if value]
+        if given:
+            names = " and ".join(given)
+            raise InputError(f"{names} {'belongs' if len(given) == 1 else 'belong'} to --source sanpg, this run's "
+                             f"source is {source}: add --source sanpg, or leave out {names}")
+        return None
+    if not path:
+        raise InputError("--source sanpg needs the generator: give its checkpoint with --generator PATH "
+                         "(written by `sanreid train-pg`, or a SAN training checkpoint such as "
+                         "data/models/<dataset>/san/last.pt)")
+    from train.generator import load_generator
+
+    return load_generator(path, device or "auto")
+
+
 @contextlib.contextmanager
 def parallel_backend(parallel, jobs, scheduler=None):
     """joblib runs in local processes, or on a Dask cluster (``scheduler`` address, else a local one)."""
@@ -120,8 +140,15 @@ def parallel_backend(parallel, jobs, scheduler=None):
 @click.option("--mirror/--no-mirror", default=None, help="Symmetry filling [textures.mirror].")
 @click.option("--mirror-file", type=click.Path(dir_okay=False), default=None,
               help="DensePose UV_symmetry_transforms.mat [textures.mirror_file; empty: approximation, exact for synth].")
-@click.option("--source", type=click.Choice(["warp", "truth"]), default=None,
-              help="Targets from each image's IUV warp, or the renderer's true atlases (synth only) [textures.source].")
+@click.option("--source", type=click.Choice(["warp", "truth", "sanpg"]), default=None,
+              help="Targets from each image's IUV warp, the renderer's true atlases (synth only), or a SAN-PG "
+                   "generator's prediction (with --generator) [textures.source].")
+@click.option("--generator", type=click.Path(dir_okay=False), default=None,
+              help="--source sanpg: the generator checkpoint (`sanreid train-pg`, or a SAN training checkpoint).")
+@click.option("--keep-observed", is_flag=True, default=None,
+              help="--source sanpg: keep the texels the image's IUV observed, predict only the others.")
+@click.option("--device", default=None, help="--source sanpg: where the generator runs: auto, cpu, cuda, cuda:N "
+                                             "[default: auto, the GPU when there is one].")
 @click.option("--fuse", type=click.Choice(["none", "identity"]), default=None,
               help="identity: every training image gets its identity's fused atlas [textures.fuse].")
 @click.option("--targets", type=click.Choice(list(TARGETS)), default=None,
@@ -135,14 +162,16 @@ def parallel_backend(parallel, jobs, scheduler=None):
 @click.option("--scheduler", default=None, help="Dask scheduler address (default: a local cluster of --jobs workers).")
 @click.option("--force", is_flag=True, help="Rebuild even if a set exists (one built with other settings is otherwise refused).")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Set directory [default: data/textures/<dataset>, -truth and/or -fused added for those targets].")
+              help="Set directory [default: data/textures/<dataset>, -truth, -sanpg and/or -fused added for those "
+                   "targets].")
 @user_errors
-def gen_textures(dataset, variant, root, iuv_store, size, splat, fill, mirror, mirror_file, source, fuse, targets,
-                 jobs, chunk_size, shard_size, parallel, scheduler, force, out):
+def gen_textures(dataset, variant, root, iuv_store, size, splat, fill, mirror, mirror_file, source, generator,
+                 keep_observed, device, fuse, targets, jobs, chunk_size, shard_size, parallel, scheduler, force, out):
     """Build the HDF5 texture set of one dataset: warp each image into the atlas, fill, write shards.
 
     Covers every image of the IUV store. --fuse identity gives every training image its identity's
-    fused atlas; --source truth the renderer's true atlases (synthetic dataset only). A finished set is reused when it matches the dataset and
+    fused atlas; --source truth the renderer's true atlases (synthetic dataset only); --source sanpg
+    a SAN-PG generator's prediction for each image (--generator). A finished set is reused when it matches the dataset and
     settings, and refused (naming the field that differs) when it does not; an interrupted build
     resumes from its finished shards.
     """
@@ -159,6 +188,7 @@ def gen_textures(dataset, variant, root, iuv_store, size, splat, fill, mirror, m
     name = paths.canonical_name(dataset, variant)
     root = paths.raw_root(dataset) if root is None else Path(root)
     truth = true_atlases(dataset, root) if params.source == "truth" else None
+    texture_generator = load_texture_generator(params.source, generator, keep_observed, device)
     ds = datasets.load(dataset, root, **({"variant": variant} if variant else {}))
     labels = dataset_labels(ds)
     store = Path(iuv_store) if iuv_store else find_iuv_store(dataset, variant)
@@ -168,8 +198,9 @@ def gen_textures(dataset, variant, root, iuv_store, size, splat, fill, mirror, m
             out, store_path=store, image_root=ds.root, dataset=name, labels=labels, size=params.size,
             splat=params.splat, fill=params.fill, mirror=mirror_map(params, dataset, ds.root),
             source=params.source, fuse=params.fuse, fused_keys=[key for key, _, _ in ds.split("train")],
-            truth=truth, shard_size=params.shard_size, chunk_size=params.chunk_size, jobs=params.jobs,
-            force=force, software_version=__version__)
+            truth=truth, generator=texture_generator, keep_observed=bool(keep_observed),
+            shard_size=params.shard_size, chunk_size=params.chunk_size, jobs=params.jobs, force=force,
+            software_version=__version__)
     if summary.reused:
         click.echo(f"reused {summary.path}: {summary.records} images, it matches the dataset and settings")
     else:
