@@ -48,6 +48,11 @@ def resample_truth(truth, size):
     return (sums / counts[:, None]).reshape(NUM_PARTS, size, size, 3)
 
 
+def true_atlas(truth, size):
+    """:func:`resample_truth` rounded to uint8 (24, P, P, 3): the target a truth set or a generator trains on."""
+    return np.clip(resample_truth(truth, size) + 0.5, 0, 255).astype(np.uint8)
+
+
 REGIONS = ("observed in the image", "not observed", "all")
 
 

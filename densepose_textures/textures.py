@@ -40,7 +40,7 @@ from .imageio import read_rgb, resize_iuv
 from .iuv.store import IUVStore
 from .parts import NUM_PARTS
 from .provenance import Provenance
-from .quality import raw_pid, resample_truth
+from .quality import raw_pid, true_atlas
 from .shards import FORMAT_VERSION, TextureSet, TextureSetWriter
 from .storage import array_digest, image_list_digest
 
@@ -314,7 +314,7 @@ def build_texture_set(out, *, store_path, image_root, dataset, labels, size=32, 
     recipe = Recipe(size, splat, fill, mirror_index if mirror is not None else None, source, fuse,
                     tuple(generator.input_size) if source == "sanpg" else None, bool(keep_observed))
     units = _work_units(writer.todo, keys, pids, store.found, recipe, fused_keys, chunk_size, writer.bounds)
-    truth = {p: np.clip(resample_truth(a, size) + 0.5, 0, 255).astype(np.uint8) for p, a in truth.items()} \
+    truth = {p: true_atlas(a, size) for p, a in truth.items()} \
         if source == "truth" else None
     empty = (np.zeros((NUM_PARTS, size, size, 3), np.uint8), np.zeros((NUM_PARTS, size, size), np.uint8),
              np.full((NUM_PARTS, size, size), Provenance.NO_PERSON, np.uint8))

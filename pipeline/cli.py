@@ -20,6 +20,7 @@ COMMANDS = {
     "gen-textures": ("pipeline.commands.textures", "gen_textures", "Build the HDF5 texture set of one dataset."),
     "textures": ("pipeline.commands.textures", "textures", "Inspect, draw and measure texture sets; import released ones."),
     "train": ("pipeline.commands.train", "train", "Train the baseline or SAN."),
+    "train-pg": ("pipeline.commands.train", "train_pg", "Train SAN-PG, the texture generator, on image/atlas pairs."),
     "export": ("pipeline.commands.train", "export", "Export the inference encoder of a checkpoint."),
     "extract": ("pipeline.commands.evaluate", "extract", "Extract features of a dataset split or image folder."),
     "evaluate": ("pipeline.commands.evaluate", "evaluate", "Evaluate a model or features: CMC, mAP, mINP, re-ranking."),

@@ -2,7 +2,7 @@
 
 Defaults are the CPU profile, so every command works from an empty directory.
 A ``params.yaml`` in the working directory (or ``--params FILE``) overrides them;
-command options override both (:func:`override`). The ``train`` and ``eval`` sections are
+command options override both (:func:`override`). The ``train``, ``eval`` and ``train_pg`` sections are
 :mod:`train.settings`' classes, whose defaults the library uses too.
 """
 
@@ -13,7 +13,7 @@ import typing
 import yaml
 
 from densepose_textures.errors import InputError
-from train.settings import EvalParams, TrainParams
+from train.settings import EvalParams, PGParams, TrainParams
 
 PARAMS_FILE = "params.yaml"
 
@@ -26,6 +26,17 @@ class SynthParams:
     seed: int = 0
     image_size: tuple[int, int] = (128, 64)  # (H, W)
     texture_size: int = 64  # P of the ground-truth atlas
+    jobs: int = 2
+
+
+@dataclass
+class PairsParams:
+    """Image/true-atlas pairs for the texture generator (``sanreid synth --pairs``), one identity per image."""
+
+    ids: int = 400  # pairs (each its own identity)
+    seed: int = 1  # not synth.seed; pair identities have their own seed namespace whatever the seeds
+    image_size: tuple[int, int] = (128, 64)  # (H, W)
+    texture_size: int = 64  # P of the true atlases (resampled to the generator's P when it trains)
     jobs: int = 2
 
 
@@ -85,10 +96,12 @@ class Variant:
 @dataclass
 class Params:
     synth: SynthParams = field(default_factory=SynthParams)
+    pairs: PairsParams = field(default_factory=PairsParams)
     iuv: IUVParams = field(default_factory=IUVParams)
     textures: TextureParams = field(default_factory=TextureParams)
     train: TrainParams = field(default_factory=TrainParams)
     eval: EvalParams = field(default_factory=EvalParams)
+    train_pg: PGParams = field(default_factory=PGParams)
     seeds: list[int] = field(default_factory=lambda: [0])
     experiments: dict[str, Experiment] = field(default_factory=lambda: {"synth": Experiment()})
     variants: dict[str, Variant] = field(default_factory=lambda: {"san": Variant()})

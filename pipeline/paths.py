@@ -3,6 +3,7 @@
 from pathlib import Path
 
 DATA = Path("data")
+PAIRS = "synth-pairs"  # the generator's image/atlas pairs: data/raw/synth-pairs
 
 
 def canonical_name(dataset, variant=None):
@@ -40,3 +41,8 @@ def model_dir(dataset, variant):
 
 def metrics_dir():
     return DATA / "metrics"
+
+
+def generator_dir(seed):
+    """Where ``sanreid train-pg`` writes the texture generator of ``seed``: ``data/models/sanpg/seed<S>``."""
+    return DATA / "models" / "sanpg" / f"seed{seed}"

@@ -110,6 +110,26 @@ def draw_augmentation(rng, size, *, flip, resize_crop, resize_crop_prob, erasing
     return Augmentation(crop, flipped, erase)
 
 
+def augment_image(image, aug, size, resize_crop, fill=None):
+    """(H, W, 3) uint8 ``image`` at training ``size`` (H, W) with :class:`Augmentation` ``aug``: a plain resize or
+    its crop of the image enlarged ``resize_crop`` times, its flip, and its erased rectangle painted ``fill``
+    (None: not erased)."""
+    h, w = size
+    if aug.crop is None:
+        image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
+    else:
+        bh, bw = enlarged(size, resize_crop)
+        y, x = aug.crop
+        image = cv2.resize(image, (bw, bh), interpolation=cv2.INTER_LINEAR)[y:y + h, x:x + w]
+    if aug.flip:
+        image = image[:, ::-1]
+    image = np.ascontiguousarray(image)
+    if aug.erase is not None and fill is not None:
+        y, x, eh, ew = aug.erase
+        image[y:y + eh, x:x + ew] = fill
+    return image
+
+
 def enlarged(size, factor):
     """(H, W) of the image the resize-crop cuts from."""
     return int(round(size[0] * factor)), int(round(size[1] * factor))
@@ -171,21 +191,9 @@ class TrainImages(torch.utils.data.Dataset):
         """(H, W, 3) uint8 image of sample ``(index, epoch, slot)`` and whether it is flipped; only resized when
         ``epoch`` is None (or -1, as in a sample's ``key``). ``erase=False``: the same augmented image before
         random erasing (what pictures show)."""
-        image = read_rgb(self.root / self.items[index][0])
-        h, w = self.size
         aug = Augmentation(None, False, None) if epoch is None or epoch < 0 else self.augmentation(epoch, slot)
-        if aug.crop is None:
-            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
-        else:
-            bh, bw = enlarged(self.size, self.resize_crop)
-            y, x = aug.crop
-            image = cv2.resize(image, (bw, bh), interpolation=cv2.INTER_LINEAR)[y:y + h, x:x + w]
-        if aug.flip:
-            image = image[:, ::-1]
-        image = np.ascontiguousarray(image)
-        if aug.erase is not None and erase:
-            y, x, eh, ew = aug.erase
-            image[y:y + eh, x:x + ew] = self.fill
+        image = augment_image(read_rgb(self.root / self.items[index][0]), aug, self.size, self.resize_crop,
+                              self.fill if erase else None)
         return image, aug.flip
 
     def augmentation(self, epoch, slot):

@@ -45,6 +45,12 @@ def generator_digest(state, model_args, preprocess):
     return h.hexdigest()
 
 
+def generator_atlas(net, images):
+    """The atlas images (B, 3, 6P, 4P) a SAN's decoder predicts from normalised ``images``, in the
+    targets' scale [-1, 1] up to the decoder's range."""
+    return net.decoder(net.encoder.forward_stages(images)[0])[0]
+
+
 class TextureGenerator:
     """A SAN (encoder + decoder) in eval mode on ``device`` that predicts atlases from uint8 images."""
 
@@ -71,8 +77,7 @@ class TextureGenerator:
         with torch.inference_mode():
             x = torch.from_numpy(images).to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
             x = (x - self._mean) / self._std
-            stages = self.model.encoder.forward_stages(x)[0]
-            atlas = self.model.decoder(stages)[0].float()  # (B, 3, 6P, 4P), targets' scale [-1, 1]
+            atlas = generator_atlas(self.model, x).float()  # (B, 3, 6P, 4P), targets' scale [-1, 1]
             atlas = ((atlas + 1.0) * 127.5).round().clamp_(0, 255).to(torch.uint8)
             atlas = atlas.permute(0, 2, 3, 1).cpu().numpy()  # (B, 6P, 4P, 3)
         return np.ascontiguousarray(image_to_atlas_parts(atlas))

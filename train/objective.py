@@ -2,6 +2,7 @@
 
 The engine and the optimisers only see the dict (``id``, ``triplet`` and, with a
 decoder, ``texture``, ``tr``); this is the one place that knows SAN's outputs.
+:class:`GeneratorObjective` is SAN-PG's: the texture loss alone.
 """
 
 import torch
@@ -42,3 +43,19 @@ class SANObjective(nn.Module):
             losses["tr"] = self.tr_weight * triplet_reid_constraints(out["dec_maps"], pids, self.tr_margin,
                                                                        self.tr_distance)
         return losses, texture
+
+
+class GeneratorObjective(nn.Module):
+    """SAN-PG, the texture generator: the decoder's atlas from the encoder's backbone maps against the true atlas,
+    masked L1 (``texture``); no ID, triplet or TR terms, and the reID head is not run.
+
+    ``forward(images, pids=None, target, mask, provenance=None) -> ({"texture": loss}, texture)``.
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images, pids=None, target=None, mask=None, provenance=None):
+        texture, _ = self.model.decoder(self.model.encoder.backbone.forward_stages(images))
+        return {"texture": texture_l1(texture, target, mask)}, texture

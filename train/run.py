@@ -32,7 +32,7 @@ from .objective import SANObjective
 from .optim import Optimization
 from .sampler import IdentitySampler
 from .settings import EvalParams
-from .visual import texture_rows
+from .visual import LABELS, texture_rows
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +191,39 @@ def copy_finished(out_dir, work):
             shutil.copy2(source, work / name)
 
 
+def open_work(out_dir, fingerprint, *, resume, model_args, run, model, optim, sampler, world, total_epochs,
+              main=True):
+    """``(work, source, start_epoch)``: the run's :class:`~densepose_textures.storage.WorkDir` ``<out>.partial/``
+    (continued when it holds the unfinished work of the same ``fingerprint``, None on other ranks), the checkpoint
+    it continues (:func:`resume_source`, None when it starts afresh) and the epochs already done, restored into
+    ``model``, ``optim`` and ``sampler``. A run that cannot resume leaves no fresh work directory behind."""
+    out_dir = Path(out_dir)
+    # the run works in <out>.partial/ (DVC deletes a stage's outputs, never this) and continues what it holds
+    work = WorkDir(out_dir, fingerprint) if main else None
+    barrier()
+    source = resume_source(out_dir, resume, main)
+    try:
+        start_epoch = resume_run(source, model_args=model_args, run=run, model=model, optim=optim, sampler=sampler,
+                                 world=world, total_epochs=total_epochs, main=main)
+    except InputError:
+        if main and not work.resumed:
+            work.remove()
+        raise
+    if main and source == out_dir / ckpt.LAST:
+        copy_finished(out_dir, partial_dir(out_dir))
+    return work, source, start_epoch
+
+
+def finish_work(work, out_dir, source, start_epoch, total_epochs, main=True):
+    """Move the finished work into ``out_dir`` (main process), wait for every process; returns ``<out>/last.pt``."""
+    if main:
+        if start_epoch >= total_epochs:
+            log.info("%s already holds all %d epochs: nothing to do", source, total_epochs)
+        work.move_into(out_dir)
+    barrier()
+    return Path(out_dir) / ckpt.LAST
+
+
 def make_evaluator(root, query, gallery, preprocess, *, device, metric=EvalParams.metric,
                    normalize=EvalParams.normalize, flip=EvalParams.flip, batch_size=EvalParams.batch_size):
     """A function model -> {rank1, mAP} on the test split (for monitoring only: never select on it)."""
@@ -250,18 +283,19 @@ class Monitor:
 
 class TexturePictures:
     """Input | predicted atlas | target atlas of the epoch's last batch (san), as a PNG and in dvclive; the input
-    as augmented but not erased, taken again from ``images`` (a :class:`train.data.TrainImages`)."""
+    as augmented but not erased, taken again from ``images`` (a :class:`train.data.TrainImages`, or any dataset
+    with its ``image(index, epoch, slot, erase=False)``); ``labels``: the three columns' titles."""
 
-    def __init__(self, directory, logger, every, total_epochs, images):
+    def __init__(self, directory, logger, every, total_epochs, images, labels=LABELS):
         self.directory, self.logger, self.images = Path(directory), logger, images
-        self.every, self.total_epochs = every, total_epochs
+        self.every, self.total_epochs, self.labels = every, total_epochs, labels
 
     def __call__(self, epoch, stats, last):
         inputs, predicted, batch = last
         if predicted is None or not due(epoch, self.every, self.total_epochs):
             return
         shown = [self.images.image(*key.tolist(), erase=False)[0] for key in batch["key"][:PICTURE_ROWS]]
-        picture = texture_rows(shown, predicted, inputs["target"], inputs["mask"])
+        picture = texture_rows(shown, predicted, inputs["target"], inputs["mask"], labels=self.labels)
         write_rgb(self.directory / f"textures-epoch{epoch + 1:04d}.png", picture)
         self.logger.image("textures.png", picture)
 
@@ -304,20 +338,10 @@ def train_model(settings, *, variant, dataset, out_dir, textures=None, evaluatio
     model_args = _plain(net.model_args)
     optimization = build_optimization(settings, net, device, world)
     run = run_record(settings, variant, data)
-    # the run works in <out>.partial/ (DVC deletes a stage's outputs, never this) and continues what it holds
+    work, source, start_epoch = open_work(out_dir, work_fingerprint(model_args, run, data.images.items), resume=resume,
+                                          model_args=model_args, run=run, model=net, optim=optimization,
+                                          sampler=data.sampler, world=world, total_epochs=total_epochs, main=main)
     work_dir = partial_dir(out_dir)
-    work = WorkDir(out_dir, work_fingerprint(model_args, run, data.images.items)) if main else None
-    barrier()
-    source = resume_source(out_dir, resume, main)
-    try:
-        start_epoch = resume_run(source, model_args=model_args, run=run, model=net, optim=optimization,
-                                 sampler=data.sampler, world=world, total_epochs=total_epochs, main=main)
-    except InputError:
-        if main and not work.resumed:
-            work.remove()
-        raise
-    if main and source == out_dir / ckpt.LAST:
-        copy_finished(out_dir, work_dir)
     module = build_objective(settings, net, device, world)
 
     logger = Logger(work_dir / "dvclive", resume=start_epoch > 0, step=start_epoch, enabled=main)
@@ -343,9 +367,4 @@ def train_model(settings, *, variant, dataset, out_dir, textures=None, evaluatio
             progress=progress and main, callbacks=callbacks, probe=build_probe(settings, net))
     finally:
         logger.end()
-    if main:
-        if start_epoch >= total_epochs:
-            log.info("%s already holds all %d epochs: nothing to do", source, total_epochs)
-        work.move_into(out_dir)
-    barrier()
-    return out_dir / ckpt.LAST
+    return finish_work(work, out_dir, source, start_epoch, total_epochs, main)

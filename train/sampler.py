@@ -86,3 +86,40 @@ class IdentitySampler(torch.utils.data.Sampler):
 
     def __len__(self):
         return len(self.global_batches(self.epoch))
+
+
+class ShuffleSampler(torch.utils.data.Sampler):
+    """Batch sampler over ``indices`` (dataset indices) in a new random order each epoch, a pure function of
+    ``(seed, epoch)``; whole batches of ``batch_size`` only (the rest of an epoch waits for the next: BatchNorm
+    needs more than one sample). Yields ``(index, epoch, slot)`` as :class:`IdentitySampler`; with
+    ``world_size`` ranks each rank takes its share of every global batch."""
+
+    def __init__(self, indices, batch_size, *, seed=0, rank=0, world_size=1):
+        self.indices = np.asarray(indices, dtype=np.int64)
+        if batch_size < 2 or len(self.indices) < batch_size:
+            raise InputError(f"{len(self.indices)} training samples and batches of {batch_size}: a batch needs 2 "
+                             "samples or more, and no more than the training samples (lower the batch size or "
+                             "add samples)")
+        if batch_size % world_size:
+            raise InputError(f"the batch size ({batch_size}) must be a multiple of the number of processes ({world_size})")
+        self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch):
+        self.epoch = int(epoch)
+
+    def state_dict(self):
+        return {"seed": self.seed, "epoch": self.epoch}
+
+    def load_state_dict(self, state):
+        self.seed, self.epoch = int(state["seed"]), int(state["epoch"])
+
+    def __iter__(self):
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.indices)
+        per_rank = self.batch_size // self.world_size
+        for b in range(len(self)):
+            lo = b * self.batch_size + self.rank * per_rank
+            yield [(int(order[s]), self.epoch, s) for s in range(lo, lo + per_rank)]
+
+    def __len__(self):
+        return len(self.indices) // self.batch_size

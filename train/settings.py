@@ -105,3 +105,47 @@ class EvalParams:
     batch_size: int = 128
     workers: int = 2  # image-loading processes during feature extraction
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+
+@dataclass
+class PGDataParams:
+    """The pairs a generator trains on (``sanreid synth --pairs``) and how they are augmented."""
+
+    height: int = 128
+    width: int = 64
+    batch_size: int = 16
+    workers: int = 2
+    flip: bool = True  # the mirrored image trains on the mirrored atlas (the body's exact mirror map)
+    resize_crop: float = 1.125
+    resize_crop_prob: float = 0.5
+    holdout: float = 0.1  # share of the pairs (the last ones) held out: the reconstruction loss on unseen people
+
+
+@dataclass
+class PGOptimParams:
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    amsgrad: bool = False
+    step_size: int = 20  # epochs between lr halvings
+    gamma: float = 0.5
+    warmup_epochs: int = 0
+    warmup_lr: float = 1e-5
+    warmup_factor: float = 1.259
+
+
+@dataclass
+class PGParams:
+    """The ``train_pg`` section: SAN-PG, the texture generator (:func:`train.pg.train_generator`)."""
+
+    model: ModelParams = field(default_factory=ModelParams)
+    data: PGDataParams = field(default_factory=PGDataParams)
+    optim: PGOptimParams = field(default_factory=PGOptimParams)
+    texture_size: int = 0  # P of the predicted atlas; 0: textures.size (the P of the sets the generator makes)
+    epochs: int = 10  # main epochs, after warm-up
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: str = "none"  # none | bf16 | fp16
+    channels_last: bool = False
+    checkpoint_every: int = 1
+    eval_every: int = 1  # held-out loss every N epochs; 0: after the last only; -1: never
+    picture_every: int = 5

@@ -1,4 +1,5 @@
-"""``sanreid synth`` and ``sanreid synth-preview``: render the synthetic dataset and look at it."""
+"""``sanreid synth`` (``--pairs``: the texture generator's pairs) and ``sanreid synth-preview``: render the
+synthetic dataset and look at it."""
 
 import logging
 from pathlib import Path
@@ -8,7 +9,7 @@ import click
 from densepose_textures.errors import InputError
 
 from ..params import with_options
-from ..paths import raw_root
+from ..paths import PAIRS, raw_root
 from .common import params_from_context, user_errors
 
 log = logging.getLogger(__name__)
@@ -27,8 +28,11 @@ def parse_size(text):
 
 @click.command("synth")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Dataset folder (default: data/raw/synth).")
-@click.option("--ids", type=int, default=None, help="Identities, half train and half test.")
+              help="Dataset folder (default: data/raw/synth; with --pairs data/raw/synth-pairs).")
+@click.option("--pairs", is_flag=True,
+              help="Render image/true-atlas pairs for the texture generator (`pairs` section): one identity "
+                   "per image, identities disjoint from every reID set's.")
+@click.option("--ids", type=int, default=None, help="Identities, half train and half test (with --pairs: pairs).")
 @click.option("--images-per-id", type=int, default=None, help="Images per identity.")
 @click.option("--cameras", type=int, default=None, help="Cameras (2 to 9).")
 @click.option("--seed", type=int, default=None, help="Random seed: same seed, same bytes.")
@@ -37,14 +41,28 @@ def parse_size(text):
 @click.option("--jobs", type=int, default=None, help="Worker processes.")
 @click.option("--force", is_flag=True, help="Replace an existing dataset rendered with other settings.")
 @user_errors
-def synth(out, ids, images_per_id, cameras, seed, image_size, texture_size, jobs, force):
+def synth(out, pairs, ids, images_per_id, cameras, seed, image_size, texture_size, jobs, force):
     """Render the synthetic reID dataset: Market-1501 layout, exact IUV, true textures.
 
-    Settings come from the `synth` section of the parameters; options override them.
+    Settings come from the `synth` section of the parameters (with --pairs the `pairs` section); options
+    override them.
     """
-    from densepose_textures.synth import write_dataset
+    from densepose_textures.synth import write_dataset, write_pairs
 
-    p = with_options(params_from_context().synth, ids=ids, images_per_id=images_per_id, cameras=cameras,
+    params = params_from_context()
+    if pairs:
+        given = [name for name, value in (("--images-per-id", images_per_id), ("--cameras", cameras)) if value is not None]
+        if given:
+            raise InputError(f"{' and '.join(given)}: not for --pairs (one image per identity, a camera per image)")
+        p = with_options(params.pairs, ids=ids, seed=seed, image_size=parse_size(image_size),
+                         texture_size=texture_size, jobs=jobs)
+        out = Path(out) if out else raw_root(PAIRS)
+        root = write_pairs(out, count=p.ids, seed=p.seed, image_size=p.image_size, texture_size=p.texture_size,
+                           jobs=p.jobs, overwrite=force)
+        click.echo(f"{root}: {p.ids} image/atlas pairs (one identity each), {p.image_size[0]}x{p.image_size[1]}, "
+                   f"P = {p.texture_size}")
+        return
+    p = with_options(params.synth, ids=ids, images_per_id=images_per_id, cameras=cameras,
                      seed=seed, image_size=parse_size(image_size), texture_size=texture_size, jobs=jobs)
     out = Path(out) if out else raw_root("synth")
     root = write_dataset(out, ids=p.ids, images_per_id=p.images_per_id, cameras=p.cameras, seed=p.seed,

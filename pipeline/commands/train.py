@@ -1,4 +1,4 @@
-"""``sanreid train`` and ``sanreid export``."""
+"""``sanreid train``, ``sanreid train-pg`` and ``sanreid export``."""
 
 import os
 from pathlib import Path
@@ -42,6 +42,39 @@ def train(dataset, root, textures, variant, epochs, out, resume, assignments):
     last = train_model(settings, variant="san" if san else "baseline", dataset=ds,
                        out_dir=out or paths.model_dir(ds.name, variant), textures=textures if san else None,
                        evaluation=params.eval, resume=resume)
+    if os.environ.get("RANK", "0") == "0":
+        click.echo(f"wrote {last}")
+
+
+# --- train-pg (SAN-PG, the texture generator) ---------------------------------------------------
+
+@click.command("train-pg")
+@click.option("--pairs", "pairs_dir", type=click.Path(path_type=Path), default=None,
+              help="Image/atlas pairs of `sanreid synth --pairs` (default: data/raw/synth-pairs).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output directory: last.pt, dvclive logs, pictures (default: data/models/sanpg/seed<S>/).")
+@click.option("--epochs", type=int, default=None, help="Main epochs, after the warm-up (default: train_pg.epochs).")
+@click.option("--seed", type=int, default=None, help="Seed of the weights, order and augmentation (default: train_pg.seed).")
+@click.option("--resume", is_flag=True, default=False, help="Continue from <out>/last.pt exactly.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Override a train_pg setting, e.g. --set data.batch_size=8 --set texture_size=16 (repeatable).")
+@user_errors
+def train_pg(pairs_dir, out, epochs, seed, resume, assignments):
+    """Train SAN-PG, the texture generator: SAN's encoder + decoder on image/true-atlas pairs, texture loss only.
+
+    The generator's atlas has P = train_pg.texture_size (0: textures.size). Its last.pt loads as a SAN
+    (model_args, model, preprocess), whose decoder gives the atlas.
+    """
+    from pipeline import paths
+    from pipeline.params import override, with_options
+    from train.pg import train_generator
+
+    params = params_from_context()
+    settings = with_options(override(params.train_pg, assignments), epochs=epochs, seed=seed)
+    if settings.texture_size == 0:
+        settings = with_options(settings, texture_size=params.textures.size)
+    last = train_generator(settings, pairs=pairs_dir or paths.raw_root(paths.PAIRS),
+                           out_dir=out or paths.generator_dir(settings.seed), resume=resume)
     if os.environ.get("RANK", "0") == "0":
         click.echo(f"wrote {last}")
 
