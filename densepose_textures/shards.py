@@ -117,8 +117,12 @@ class TextureSet(H5Reader):
 
     @property
     def mirrorable(self):
-        """Whether a flipped person's target can be made (an atlas and its mirror map; not a foreign layout)."""
-        return self.layout == "atlas"
+        """Whether a flipped person's target can be made: an atlas with a mirror map. Not for a foreign
+        layout, nor for a set built without mirroring (``--no-mirror``), whose map sends every texel to
+        itself: its flipped person would meet an unmirrored target."""
+        if self.layout != "atlas":
+            return False
+        return not np.array_equal(self.mirror_index.reshape(-1), np.arange(self.mirror_index.size))
 
     def __len__(self):
         return len(self.keys)

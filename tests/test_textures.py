@@ -156,3 +156,21 @@ def test_dask_cluster_gives_the_same_bytes(tmp_path, synth_root, synth_iuv_store
         result = CliRunner().invoke(main, common + ["--parallel", parallel, "--out", str(tmp_path / name)])
         assert result.exit_code == 0, result.output
     assert digests(tmp_path / "local") == digests(tmp_path / "dask")
+
+
+def test_a_set_built_without_mirroring_turns_flipping_off(tmp_path, synth_root, synth_iuv_store, caplog):
+    import logging
+
+    from pipeline import datasets
+    from train.data import TrainImages
+
+    mirrored = TextureSet(build(tmp_path / "mirrored", synth_iuv_store, synth_root).path)
+    plain = TextureSet(build(tmp_path / "plain", synth_iuv_store, synth_root, mirror=None).path)
+    assert mirrored.mirrorable and not plain.mirrorable  # the no-mirror map sends every texel to itself
+    items = datasets.load("synth", synth_root).train[:4]
+    for textures, flips in ((mirrored.path, True), (plain.path, False)):
+        with caplog.at_level(logging.INFO, logger="train.data"):
+            images = TrainImages(synth_root, items, textures, height=64, width=32, flip=True, resize_crop=1.0,
+                                 resize_crop_prob=0.0, erasing=0.0)
+        assert images.flip is flips
+    assert sum("built without mirroring" in r.message for r in caplog.records) == 1

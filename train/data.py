@@ -164,9 +164,11 @@ class TrainImages(torch.utils.data.Dataset):
                 self.texture_size = int(self.textures.size)
             self.mirror_index = np.asarray(self.textures.mirror_index, dtype=np.int64).reshape(-1)  # (24 P P,)
             if not self.textures.mirrorable and self.flip:
-                log.info("texture set %s holds %dx%d images of a foreign layout (source %s) with no mirror map: "
-                         "horizontal flipping is off for this run (a flipped person would not match its target)",
-                         self.textures.path, *self.target_size, self.textures.attrs.get("source", "?"))
+                why = (f"holds {self.target_size[0]}x{self.target_size[1]} images of a foreign layout (source "
+                       f"{self.textures.attrs.get('source', '?')})" if self.layout == "image"
+                       else "was built without mirroring (--no-mirror)")
+                log.info("texture set %s %s, so it has no mirror map: horizontal flipping is off for this run "
+                         "(a flipped person would not match its target)", self.textures.path, why)
                 self.flip = False
             empty = [rel for (rel, _, _), found in zip(self.items, self.textures.found[self.record]) if not found]
             self.empty_records = len(empty)
