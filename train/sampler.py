@@ -15,7 +15,23 @@ import torch.utils.data
 from densepose_textures.errors import InputError
 
 
-class IdentitySampler(torch.utils.data.Sampler):
+class EpochSampler(torch.utils.data.Sampler):
+    """A batch sampler whose epoch is a pure function of ``(seed, epoch)``: its state is those two."""
+
+    seed = 0
+    epoch = 0
+
+    def set_epoch(self, epoch):
+        self.epoch = int(epoch)
+
+    def state_dict(self):
+        return {"seed": self.seed, "epoch": self.epoch}
+
+    def load_state_dict(self, state):
+        self.seed, self.epoch = int(state["seed"]), int(state["epoch"])
+
+
+class IdentitySampler(EpochSampler):
     """Batch sampler over a list of training pids (one per image), torchreid's RandomIdentitySampler order.
 
     ``ids_per_batch`` (P) counts identities of the global batch; with ``world_size`` ranks each
@@ -41,15 +57,6 @@ class IdentitySampler(torch.utils.data.Sampler):
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch = 0
         self._cached = (None, None)
-
-    def set_epoch(self, epoch):
-        self.epoch = int(epoch)
-
-    def state_dict(self):
-        return {"seed": self.seed, "epoch": self.epoch}
-
-    def load_state_dict(self, state):
-        self.seed, self.epoch = int(state["seed"]), int(state["epoch"])
 
     def global_batches(self, epoch):
         """(num_batches, P, K) dataset indices of one epoch, identical on every rank."""
@@ -88,7 +95,7 @@ class IdentitySampler(torch.utils.data.Sampler):
         return len(self.global_batches(self.epoch))
 
 
-class ShuffleSampler(torch.utils.data.Sampler):
+class ShuffleSampler(EpochSampler):
     """Batch sampler over ``indices`` (dataset indices) in a new random order each epoch, a pure function of
     ``(seed, epoch)``; whole batches of ``batch_size`` only (the rest of an epoch waits for the next: BatchNorm
     needs more than one sample). Yields ``(index, epoch, slot)`` as :class:`IdentitySampler`; with
@@ -104,15 +111,6 @@ class ShuffleSampler(torch.utils.data.Sampler):
             raise InputError(f"the batch size ({batch_size}) must be a multiple of the number of processes ({world_size})")
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
         self.epoch = 0
-
-    def set_epoch(self, epoch):
-        self.epoch = int(epoch)
-
-    def state_dict(self):
-        return {"seed": self.seed, "epoch": self.epoch}
-
-    def load_state_dict(self, state):
-        self.seed, self.epoch = int(state["seed"]), int(state["epoch"])
 
     def __iter__(self):
         order = np.random.default_rng([self.seed, self.epoch]).permutation(self.indices)
