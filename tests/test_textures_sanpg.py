@@ -267,6 +267,12 @@ def test_cli_takes_the_generator_and_keep_observed_from_params(generator_file, s
     ts = TextureSet(tmp_path / "data/textures/synth-sanpg")
     assert ts.attrs["source"] == "sanpg" and ts.attrs["keep_observed"] is True
     assert ts.attrs["generator_digest"] == load_generator(generator_file, "cpu").digest
+    from pipeline.report import texture_quality_sections  # the report measures the sanpg set beside the others
+
+    (tmp_path / "data" / "raw").mkdir()
+    (tmp_path / "data" / "raw" / "synth").symlink_to(synth_root)
+    section = texture_quality_sections({"synth": None})[0]
+    assert "| sanpg, observed kept (as stored) | not observed |" in section, section
     plain = runner.invoke(main, [*common, "--targets", "sanpg", "--no-keep-observed", "--out", "plain"])
     assert plain.exit_code == 0, plain.output
     assert TextureSet(tmp_path / "plain").attrs["keep_observed"] is False
