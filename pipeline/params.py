@@ -15,6 +15,8 @@ import yaml
 from densepose_textures.errors import InputError
 from train.settings import EvalParams, PGParams, TrainParams
 
+from .paths import PAIRS
+
 PARAMS_FILE = "params.yaml"
 
 
@@ -63,8 +65,10 @@ class TextureParams:
     fill: str = "nearest"  # in-part fill method
     mirror: bool = True  # symmetry filling
     mirror_file: str = ""  # DensePose UV_symmetry_transforms.mat; empty: the approximation
-    source: str = "warp"  # warp (each image's texels) | truth (the renderer's true atlases, synth only)
+    source: str = "warp"  # warp (each image's texels) | truth (the renderer's true atlases, synth only) | sanpg
     fuse: str = "none"  # none | identity (one fused atlas per training identity)
+    generator: str = ""  # sanpg: the generator checkpoint (`sanreid train-pg`'s last.pt); empty: none
+    keep_observed: bool = False  # sanpg: keep the texels the image's IUV observed, predict only the others
     shard_size: int = 1024  # images per shard
     chunk_size: int = 64  # images per parallel task
     jobs: int = 2
@@ -79,15 +83,19 @@ class Experiment:
 
 
 # A SAN variant's texture targets: the (textures.source, textures.fuse) of the set it trains on.
-TARGETS = {"per-image": ("warp", "none"), "fused": ("warp", "identity"), "truth": ("truth", "none")}
+TARGETS = {"per-image": ("warp", "none"), "fused": ("warp", "identity"), "truth": ("truth", "none"),
+           "sanpg": ("sanpg", "none")}
+# The targets the `textures-extra` stage builds (extra_targets); sanpg sets depend on the generator, so their
+# own stage, `textures-sanpg`, builds them (sanpg_textures).
+EXTRA_TARGETS = ("per-image", "fused", "truth")
 
 
 @dataclass
 class Variant:
     """A SAN variant trained beside the baseline (its name, the key in ``variants``, names the model's
     folder): its texture targets (``per-image``: the texture set as ``textures`` builds it; ``fused``:
-    fused per identity; ``truth``: the renderer's true atlases, synthetic sets only) and the train
-    settings it changes."""
+    fused per identity; ``truth``: the renderer's true atlases, synthetic sets only; ``sanpg``: the SAN-PG
+    generator ``textures.generator``'s prediction) and the train settings it changes."""
 
     targets: str = "per-image"
     set: list[str] = field(default_factory=list)  # train overrides, e.g. ["loss.tr_weight=0"]
@@ -106,6 +114,13 @@ class Params:
     experiments: dict[str, Experiment] = field(default_factory=lambda: {"synth": Experiment()})
     variants: dict[str, Variant] = field(default_factory=lambda: {"san": Variant()})
     extra_targets: list[str] = field(default_factory=list)  # texture sets built beside the per-image one
+    # SAN-PG in the pipeline; DVC makes a stage per item and none for an empty list (the CPU profile):
+    pair_sets: list[str] = field(default_factory=list)  # pairs@<name>: data/raw/<name> (synth-pairs) rendered
+    generators: list[int] = field(default_factory=list)  # train-pg@<S>: data/models/sanpg/seed<S>/last.pt
+    sanpg_textures: list[str] = field(default_factory=list)  # textures-sanpg@<set>: data/textures/<set>-sanpg
+
+    def __post_init__(self):
+        check(self)
 
     def variant(self, name):
         """The SAN variant called ``name``; InputError naming the known ones otherwise."""
@@ -119,6 +134,40 @@ class Params:
     def variant_names(self):
         """The baseline, then every SAN variant: the report's order."""
         return ["baseline"] + list(self.variants)
+
+
+def check(params):
+    """Refuse settings the pipeline cannot run with, naming the setting (:class:`InputError`)."""
+    for name, variant in params.variants.items():
+        if variant.targets not in TARGETS:
+            raise InputError(f"variants.{name}.targets: {variant.targets!r} is not one of {', '.join(TARGETS)}")
+    for target in params.extra_targets:
+        if target == "sanpg":
+            raise InputError("extra_targets: sanpg sets depend on the generator and have their own stage: list the "
+                             "training sets that need them in sanpg_textures (e.g. sanpg_textures: [synth])")
+        if target not in EXTRA_TARGETS:
+            raise InputError(f"extra_targets: {target!r} is not one of {', '.join(EXTRA_TARGETS)}")
+    for name in params.pair_sets:
+        if not name or "/" in name or name in ("synth", *params.experiments):
+            raise InputError(f"pair_sets: {name!r} is not a folder name of its own under data/raw "
+                             f"(the generator's pairs: {PAIRS})")
+    for seed in params.generators:
+        if seed < 0:
+            raise InputError(f"generators: {seed} is not a seed (0 or more)")
+    for name in params.sanpg_textures:
+        if name not in params.experiments:
+            raise InputError(f"sanpg_textures: {name!r} is not a training set of experiments "
+                             f"({', '.join(params.experiments)}): only those have an IUV store")
+    sanpg = [name for name, v in params.variants.items() if v.targets == "sanpg"]
+    for name in sanpg:
+        missing = [train for train in params.experiments if train not in params.sanpg_textures]
+        if missing:
+            raise InputError(f"variants.{name}.targets: sanpg needs the sanpg texture set of every training set: "
+                             f"add {', '.join(missing)} to sanpg_textures")
+    if (params.sanpg_textures or params.textures.source == "sanpg") and not params.textures.generator:
+        why = "sanpg_textures" if params.sanpg_textures else "textures.source: sanpg"
+        raise InputError(f"{why} needs the generator: set textures.generator to its checkpoint (`sanreid train-pg` "
+                         "writes data/models/sanpg/seed<S>/last.pt; list S in generators to train it in the pipeline)")
 
 
 def _coerce(value, hint, where):

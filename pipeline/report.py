@@ -209,7 +209,7 @@ def write_cmc_files(experiments, seeds, variants, out_dir):
 
 def texture_quality_sections(experiments):
     """The texture-quality tables of every training set that has ground truth (the synthetic sets):
-    each of its texture sets present (per-image, identity-fused, truth) against the true atlases."""
+    each of its texture sets present (per-image, identity-fused, truth, sanpg) against the true atlases."""
     from densepose_textures.quality import format_regions_table, format_table, measure_quality
     from densepose_textures.shards import TextureSet
     from densepose_textures.synth import read_truth

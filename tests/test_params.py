@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from click.testing import CliRunner
 
@@ -86,18 +88,75 @@ def test_shipped_params_file_is_the_built_in_cpu_profile():
     assert load_params(repo / "params.yaml") == Params()
 
 
-@pytest.mark.parametrize("profile", ["paper", "study"])
+@pytest.mark.parametrize("profile", ["paper", "study", "sanpg"])
 def test_profiles_load(profile):
+    from dataclasses import replace
     from pathlib import Path
 
     params = load_params(Path(__file__).resolve().parents[1] / "profiles" / f"{profile}.yaml")
+    cpu = Params()
     if profile == "paper":
         assert params.train.model.backbone == "resnet50" and params.train.data.height == 256
         assert params.train.optim.profile == "faithful" and params.train.epochs == 300
-    else:  # the CPU profile's data, model and schedule, with every variant over 3 seeds
-        cpu = Params()
-        assert (params.synth, params.iuv, params.textures, params.train) == (cpu.synth, cpu.iuv, cpu.textures, cpu.train)
+        assert (params.pair_sets, params.generators, params.sanpg_textures) == ([], [], [])
+        return
+    # the CPU profile's data, model and schedule, SAN-PG's generator of seed 0 for the sanpg targets
+    sanpg_textures = replace(cpu.textures, generator="data/models/sanpg/seed0/last.pt")
+    assert (params.synth, params.iuv, params.textures, params.train) == (cpu.synth, cpu.iuv, sanpg_textures, cpu.train)
+    assert (params.pairs, params.train_pg) == (cpu.pairs, cpu.train_pg)
+    assert (params.pair_sets, params.generators, params.sanpg_textures) == (["synth-pairs"], [0], ["synth"])
+    variants = {name: (v.targets, v.set) for name, v in params.variants.items()}
+    if profile == "sanpg":  # the CPU profile's baseline and SAN, and SAN on the generator's targets
+        assert params.seeds == [0] and params.extra_targets == []
+        assert variants == {"san": ("per-image", []), "san-sanpg": ("sanpg", [])}
+    else:  # every variant over 3 seeds
         assert params.seeds == [0, 1, 2] and params.extra_targets == ["fused", "truth"]
-        assert {name: (v.targets, v.set) for name, v in params.variants.items()} == {
+        assert variants == {
             "san": ("per-image", []), "san-fused": ("fused", []), "san-truth": ("truth", []),
-            "san-no-tr": ("per-image", ["loss.tr_weight=0"]), "san-tr-only": ("per-image", ["loss.texture_weight=0"])}
+            "san-no-tr": ("per-image", ["loss.tr_weight=0"]), "san-tr-only": ("per-image", ["loss.texture_weight=0"]),
+            "san-sanpg": ("sanpg", [])}
+
+
+SANPG = """
+textures: {generator: g.pt}
+variants: {san: {targets: per-image}, san-sanpg: {targets: sanpg}}
+pair_sets: [synth-pairs]
+generators: [0, 1]
+sanpg_textures: [synth]
+"""
+
+
+@pytest.mark.parametrize("change, message", [
+    ("textures: {generator: ''}", "sanpg_textures needs the generator: set textures.generator"),
+    ("textures: {source: sanpg, generator: ''}\nsanpg_textures: []\nvariants: {san: {}}",
+     "textures.source: sanpg needs the generator: set textures.generator"),
+    ("sanpg_textures: []", "variants.san-sanpg.targets: sanpg needs the sanpg texture set of every training set: "
+                           "add synth to sanpg_textures"),
+    ("sanpg_textures: [market1501]", "sanpg_textures: 'market1501' is not a training set of experiments"),
+    ("variants: {san: {targets: generated}}", "variants.san.targets: 'generated' is not one of per-image, fused, "
+                                              "truth, sanpg"),
+    ("extra_targets: [sanpg]", "extra_targets: sanpg sets depend on the generator and have their own stage"),
+    ("extra_targets: [fuse]", "extra_targets: 'fuse' is not one of per-image, fused, truth"),
+    ("pair_sets: [synth]", "pair_sets: 'synth' is not a folder name of its own under data/raw"),
+    ("generators: [-1]", "generators: -1 is not a seed"),
+])
+def test_sanpg_settings_are_checked(tmp_path, change, message):
+    import yaml
+
+    settings = yaml.safe_load(SANPG)
+    settings.update(yaml.safe_load(change))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(settings))
+    with pytest.raises(InputError, match=re.escape(message)):
+        load_params(tmp_path / "params.yaml")
+    (tmp_path / "good.yaml").write_text(SANPG)  # the settings without the change load
+    params = load_params(tmp_path / "good.yaml")
+    assert params.variant("san-sanpg").targets == "sanpg" and params.textures.generator == "g.pt"
+
+
+def test_sanpg_targets_name_their_texture_set():
+    from pipeline import paths
+    from pipeline.params import TARGETS
+
+    assert TARGETS["sanpg"] == ("sanpg", "none")
+    assert paths.texture_set("synth", *TARGETS["sanpg"]) == paths.DATA / "textures" / "synth-sanpg"
+    assert paths.texture_set("synth", *TARGETS["fused"]) == paths.DATA / "textures" / "synth-fused"

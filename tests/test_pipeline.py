@@ -79,20 +79,55 @@ def project(tmp_path_factory):
     if shutil.which("dvc", path=str(Path(sys.executable).parent)) is None:
         pytest.skip("dvc is not installed beside this Python")
     env = _env()
-    root = tmp_path_factory.mktemp("pipeline") / "project"
+    root = _tiny_project(tmp_path_factory.mktemp("pipeline") / "project", "params.yaml", TINY, env)
+    first = _run(["dvc", "repro"], root, env)
+    return root, env, first
+
+
+def _tiny_project(root, profile, changes, env):
+    """A git repository at ``root`` holding this tree's tracked files, ``profile`` as params.yaml with ``changes``."""
     files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
     for name in filter(None, files.decode().split("\0")):
         source = REPO / name
         if source.is_file():
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, root / name)
-    params = _merge(yaml.safe_load((root / "params.yaml").read_text()), TINY)
+    params = _merge(yaml.safe_load((REPO / profile).read_text()), changes)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(["git", "init", "-q"], root, env)
     _run(["git", "add", "-A"], root, env)
     _run(["git", "commit", "-qm", "tiny pipeline"], root, env)
-    first = _run(["dvc", "repro"], root, env)
-    return root, env, first
+    return root
+
+
+SANPG_STAGES = {"pairs@synth-pairs", "train-pg@0", "textures-sanpg@synth"}
+
+
+@pytest.mark.parametrize("profile", ["params.yaml", "profiles/paper.yaml", "profiles/study.yaml", "profiles/sanpg.yaml"])
+def test_every_profile_resolves_to_its_stages(profile, tmp_path):
+    """dvc.yaml with each profile as params.yaml: the SAN-PG stages exist where the profile lists them (and train
+    the generator before the sanpg set that SAN trains on), nowhere else."""
+    if shutil.which("dvc", path=str(Path(sys.executable).parent)) is None:
+        pytest.skip("dvc is not installed beside this Python")
+    env = _env()
+    shutil.copy2(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    shutil.copy2(REPO / profile, tmp_path / "params.yaml")
+    _run(["dvc", "init", "--no-scm", "-q"], tmp_path, env)
+    stages = set(_run(["dvc", "stage", "list", "--names-only"], tmp_path, env).split())
+    assert {"synth", "report"} <= stages, stages
+    if profile == "params.yaml":  # the CPU profile: as before SAN-PG, which adds no stage to it
+        assert stages == {"synth", "iuv@synth", "textures@synth", "train-baseline@synth-0", "train-san@synth-san-0",
+                          "test-data@synth", "evaluate-baseline@synth-0", "evaluate@synth-san-0", "report"}
+    elif profile == "profiles/paper.yaml":
+        assert not {name for name in stages if "pairs" in name or "pg" in name}, stages
+    else:
+        seeds = [0] if profile == "profiles/sanpg.yaml" else [0, 1, 2]
+        assert SANPG_STAGES | {f"train-san@synth-san-sanpg-{s}" for s in seeds} <= stages, stages
+        if profile == "profiles/sanpg.yaml":
+            edges = set(re.findall(r'"([^"]+)" -> "([^"]+)"', _run(["dvc", "dag", "--dot"], tmp_path, env)))
+            assert {("pairs@synth-pairs", "train-pg@0"), ("train-pg@0", "textures-sanpg@synth"),
+                    ("iuv@synth", "textures-sanpg@synth"), ("textures-sanpg@synth", "train-san@synth-san-sanpg-0"),
+                    ("textures-sanpg@synth", "report")} <= edges, edges
 
 
 def test_repro_makes_every_output_and_then_does_nothing(project):
@@ -262,3 +297,33 @@ def test_an_interrupted_training_stage_continues_where_it_stopped(project, tmp_p
         assert [int(row.split("\t")[0]) for row in steps] == list(range(8))
     finally:
         params_file.write_text(original)
+
+
+TINY_SANPG = {
+    "pairs": {"ids": 8, "image_size": [64, 32], "texture_size": 16, "jobs": 1},
+    "train_pg": {"data": {"height": 64, "width": 32, "batch_size": 3, "workers": 0, "holdout": 0.25},
+                 "epochs": 1, "picture_every": 1},
+}
+
+
+@pytest.mark.slow  # two dvc repro, a generator's training and a sanpg set: about 50 s on a loaded 2-core machine
+def test_sanpg_profile_trains_the_generator_before_its_texture_set(tmp_path):
+    """profiles/sanpg.yaml, tiny: `dvc repro textures-sanpg@synth` renders the pairs, trains the generator and builds
+    the set with that generator (test_every_profile_resolves_to_its_stages: the set depends on it)."""
+    if shutil.which("dvc", path=str(Path(sys.executable).parent)) is None:
+        pytest.skip("dvc is not installed beside this Python")
+    from densepose_textures.shards import TextureSet
+    from train.generator import load_generator
+
+    env = _env()
+    root = _tiny_project(tmp_path / "project", "profiles/sanpg.yaml", _merge(TINY_SANPG, TINY), env)
+    first = _stages_run(_run(["dvc", "repro", "textures-sanpg@synth"], root, env))
+    assert first == {"synth", "pairs@synth-pairs", "train-pg@0", "iuv@synth", "textures-sanpg@synth"}, first
+    generator = root / "data/models/sanpg/seed0/last.pt"
+    assert (root / "data/models/sanpg/seed0/dvclive/metrics.json").is_file()
+    assert list((root / "data/models/sanpg/seed0/pictures").glob("*.png"))
+    assert not (root / "data/models/sanpg/seed0.partial").exists()
+    ts = TextureSet(root / "data/textures/synth-sanpg")
+    assert ts.attrs["source"] == "sanpg" and ts.size == 8 and len(ts) == 16  # the training images (iuv.splits)
+    assert ts.attrs["generator_digest"] == load_generator(generator, "cpu").digest
+    assert not _stages_run(_run(["dvc", "repro", "textures-sanpg@synth"], root, env))

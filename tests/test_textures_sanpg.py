@@ -249,3 +249,41 @@ def test_cli_builds_a_sanpg_set_beside_the_others_and_measures_it(generator_file
     for region in ("observed in the image", "not observed", "all"):
         assert f"| sanpg, observed kept (as stored) | {region} |" in table.output
     assert "| sanpg, observed kept (as stored) | generated |" in table.output
+
+
+def test_cli_takes_the_generator_and_keep_observed_from_params(generator_file, synth_root, synth_iuv_store,
+                                                               tmp_path, monkeypatch):
+    """textures.generator and textures.keep_observed are the defaults of --generator and --keep-observed (the
+    pipeline's textures-sanpg stage gives neither); the options override them. The pipeline's `textures`
+    stage, which does not depend on the generator, refuses sanpg targets."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(
+        f"textures: {{size: {P}, jobs: 1, generator: {generator_file}, keep_observed: true}}\n")
+    common = ["gen-textures", "--dataset", "synth", "--root", str(synth_root), "--iuv", str(synth_iuv_store)]
+    runner = CliRunner()
+    result = runner.invoke(main, [*common, "--targets", "sanpg"], env={"DVC_STAGE": "textures-sanpg@synth"})
+    assert result.exit_code == 0, result.output
+    assert "wrote data/textures/synth-sanpg: 32 images" in result.output
+    ts = TextureSet(tmp_path / "data/textures/synth-sanpg")
+    assert ts.attrs["source"] == "sanpg" and ts.attrs["keep_observed"] is True
+    assert ts.attrs["generator_digest"] == load_generator(generator_file, "cpu").digest
+    from pipeline.report import texture_quality_sections  # the report measures the sanpg set beside the others
+
+    (tmp_path / "data" / "raw").mkdir()
+    (tmp_path / "data" / "raw" / "synth").symlink_to(synth_root)
+    section = texture_quality_sections({"synth": None})[0]
+    assert "| sanpg, observed kept (as stored) | not observed |" in section, section
+    plain = runner.invoke(main, [*common, "--targets", "sanpg", "--no-keep-observed", "--out", "plain"])
+    assert plain.exit_code == 0, plain.output
+    assert TextureSet(tmp_path / "plain").attrs["keep_observed"] is False
+    warp = runner.invoke(main, [*common, "--out", "warp"])  # textures.generator and keep_observed: sanpg only
+    assert warp.exit_code == 0, warp.output
+    assert TextureSet(tmp_path / "warp").attrs["source"] == "warp"
+
+    refused = runner.invoke(main, [*common, "--targets", "sanpg", "--out", "stage"], env={"DVC_STAGE": "textures@synth"})
+    assert refused.exit_code == 2 and "the pipeline's `textures` stage does not depend on the generator" \
+        in refused.output, refused.output
+    assert not (tmp_path / "stage").exists()
+    (tmp_path / "params.yaml").write_text(f"textures: {{size: {P}, jobs: 1}}\n")
+    missing = runner.invoke(main, [*common, "--targets", "sanpg", "--out", "none"])
+    assert missing.exit_code == 2 and "--generator PATH or textures.generator in params.yaml" in missing.output

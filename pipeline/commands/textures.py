@@ -84,9 +84,11 @@ def true_atlases(dataset, root):
     return read_truth(root)[0]
 
 
-def load_texture_generator(source, path, keep_observed, device):
-    """The SAN-PG generator of ``--generator`` for ``--source sanpg`` (None for other sources);
-    :class:`InputError` when it is missing there, or given (or --keep-observed, --device) elsewhere."""
+def load_texture_generator(source, path, keep_observed, device, default=""):
+    """The SAN-PG generator of ``--generator`` (else ``default``, textures.generator) for ``--source sanpg``
+    (None for other sources); :class:`InputError` when there is none there, or when --generator,
+    --keep-observed or --device is given elsewhere (textures.generator and textures.keep_observed are
+    simply not used by other sources)."""
     if source != "sanpg":
         given = [name for name, value in (("--generator", path), ("--keep-observed", keep_observed),
                                           ("--device", device)) if value]
@@ -95,13 +97,26 @@ def load_texture_generator(source, path, keep_observed, device):
             raise InputError(f"{names} {'belongs' if len(given) == 1 else 'belong'} to --source sanpg, this run's "
                              f"source is {source}: add --source sanpg, or leave out {names}")
         return None
+    path = path or default
     if not path:
-        raise InputError("--source sanpg needs the generator: give its checkpoint with --generator PATH "
-                         "(written by `sanreid train-pg`, or a SAN training checkpoint such as "
-                         "data/models/<dataset>/san/last.pt)")
+        raise InputError("--source sanpg needs the generator: give its checkpoint with --generator PATH or "
+                         "textures.generator in params.yaml (written by `sanreid train-pg`, or a SAN training "
+                         "checkpoint such as data/models/<dataset>/san/last.pt)")
     from train.generator import load_generator
 
     return load_generator(path, device or "auto")
+
+
+def refuse_unordered_sanpg(source, stage=None):
+    """:class:`InputError` for sanpg targets built by the pipeline's `textures` stage, which does not depend on
+    the generator (a DVC stage's dependencies are fixed): `dvc repro` could run it before `train-pg`, and would not
+    rerun it when the generator changes. The `textures-sanpg` stage builds them (sanpg_textures)."""
+    stage = os.environ.get("DVC_STAGE", "") if stage is None else stage
+    if source == "sanpg" and stage.split("@")[0] == "textures":
+        raise InputError("textures.source: sanpg is for `sanreid gen-textures` by hand: the pipeline's `textures` "
+                         "stage does not depend on the generator. Keep textures.source warp (or truth) and train SAN "
+                         "on sanpg targets with a variant of targets: sanpg, its sets listed in sanpg_textures "
+                         "(README: SAN-PG in the pipeline)")
 
 
 @contextlib.contextmanager
@@ -144,16 +159,19 @@ def parallel_backend(parallel, jobs, scheduler=None):
               help="Targets from each image's IUV warp, the renderer's true atlases (synth only), or a SAN-PG "
                    "generator's prediction (with --generator) [textures.source].")
 @click.option("--generator", type=click.Path(dir_okay=False), default=None,
-              help="--source sanpg: the generator checkpoint (`sanreid train-pg`, or a SAN training checkpoint).")
-@click.option("--keep-observed", is_flag=True, default=None,
-              help="--source sanpg: keep the texels the image's IUV observed, predict only the others.")
+              help="--source sanpg: the generator checkpoint (`sanreid train-pg`, or a SAN training checkpoint) "
+                   "[textures.generator].")
+@click.option("--keep-observed/--no-keep-observed", default=None,
+              help="--source sanpg: keep the texels the image's IUV observed, predict only the others "
+                   "[textures.keep_observed].")
 @click.option("--device", default=None, help="--source sanpg: where the generator runs: auto, cpu, cuda, cuda:N "
                                              "[default: auto, the GPU when there is one].")
 @click.option("--fuse", type=click.Choice(["none", "identity"]), default=None,
               help="identity: every training image gets its identity's fused atlas [textures.fuse].")
 @click.option("--targets", type=click.Choice(list(TARGETS)), default=None,
               help="Shorthand for a SAN variant's targets: per-image (--source warp --fuse none), fused "
-                   "(--source warp --fuse identity) or truth (--source truth --fuse none).")
+                   "(--source warp --fuse identity), truth (--source truth --fuse none) or sanpg (--source sanpg "
+                   "--fuse none).")
 @click.option("--jobs", type=click.IntRange(min=1), default=None, help="Parallel workers [textures.jobs].")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=None, help="Images per parallel task [textures.chunk_size].")
 @click.option("--shard-size", type=click.IntRange(min=1), default=None, help="Images per shard file [textures.shard_size].")
@@ -187,8 +205,13 @@ def gen_textures(dataset, variant, root, iuv_store, size, splat, fill, mirror, m
                           shard_size=shard_size, parallel=parallel)
     name = paths.canonical_name(dataset, variant)
     root = paths.raw_root(dataset) if root is None else Path(root)
+    refuse_unordered_sanpg(params.source)
     truth = true_atlases(dataset, root) if params.source == "truth" else None
-    texture_generator = load_texture_generator(params.source, generator, keep_observed, device)
+    texture_generator = load_texture_generator(params.source, generator, keep_observed, device, params.generator)
+    if params.source != "sanpg":
+        keep_observed = False  # textures.keep_observed belongs to sanpg targets
+    elif keep_observed is None:
+        keep_observed = params.keep_observed
     ds = datasets.load(dataset, root, **({"variant": variant} if variant else {}))
     labels = dataset_labels(ds)
     store = Path(iuv_store) if iuv_store else find_iuv_store(dataset, variant)

@@ -15,7 +15,7 @@ from .common import params_from_context, user_errors
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Dataset root (default: data/raw/<dataset>).")
 @click.option("--textures", type=click.Path(path_type=Path), default=None,
-              help="Texture set of a SAN variant (default: the variant's targets, data/textures/<dataset>[-fused|-truth]).")
+              help="Texture set of a SAN variant (default: the variant's targets, data/textures/<dataset>[-fused|-truth|-sanpg]).")
 @click.option("--variant", required=True,
               help="baseline: the encoder alone; san (or another name under `variants` in params.yaml): encoder + "
                    "texture decoder + TR constraints, with that variant's targets and settings.")
