@@ -116,3 +116,131 @@ def with_legend(image):
     width = max(image.shape[1], max(24 + 9 * len(name) for name in STEP_NAMES) + 8)
     image = np.pad(image, ((0, 0), (0, width - image.shape[1]), (0, 0)), constant_values=255)
     return np.concatenate([image, _legend(width)], axis=0)
+
+
+# ---------------------------------------------------------------- texture sources side by side (`textures compare`)
+HEADER_FONT = cv2.FONT_HERSHEY_SIMPLEX
+HEADER_SCALE = 0.45  # the largest label size; a word wider than its column is drawn smaller
+HEADER_MARGIN = 4
+
+
+def _wrap(text, width, scale):
+    """``text`` in lines no wider than ``width`` pixels at ``scale`` (words stay whole)."""
+    lines = []
+    for word in text.split():
+        line = f"{lines[-1]} {word}" if lines else word
+        if lines and cv2.getTextSize(line, HEADER_FONT, scale, 1)[0][0] <= width:
+            lines[-1] = line
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
+def header_strip(labels, widths, gap):
+    """White strip naming each column: ``labels`` centred in black over columns ``widths`` pixels wide,
+    ``gap`` apart; a label too wide for its column goes onto more lines (and smaller, where one word is too wide)."""
+    layouts = []
+    for text, width in zip(labels, widths):
+        widest = max(cv2.getTextSize(word, HEADER_FONT, 1.0, 1)[0][0] for word in text.split() or [" "])
+        scale = min(HEADER_SCALE, 0.95 * width / widest)
+        layouts.append((scale, _wrap(text, 0.95 * width, scale)))
+    line_height = cv2.getTextSize("Ag", HEADER_FONT, HEADER_SCALE, 1)
+    line_height = line_height[0][1] + line_height[1] + 2
+    height = max(len(lines) for _, lines in layouts) * line_height + 2 * HEADER_MARGIN
+    strip = np.full((height, sum(widths) + gap * (len(widths) - 1), 3), 255, np.uint8)
+    x = 0
+    for (scale, lines), width in zip(layouts, widths):
+        for n, line in enumerate(lines):
+            (w, h), _ = cv2.getTextSize(line, HEADER_FONT, scale, 1)
+            cv2.putText(strip, line, (x + (width - w) // 2, HEADER_MARGIN + n * line_height + h), HEADER_FONT, scale,
+                        (0, 0, 0), 1, cv2.LINE_AA)
+        x += width + gap
+    return strip
+
+
+def comparable_sets(texture_sets):
+    """The common P of ``texture_sets``; :class:`InputError` unless all are atlas sets of one P and one dataset."""
+    for ts in texture_sets:
+        if ts.layout != "atlas":
+            raise InputError(f"{ts.path} holds textures of a foreign layout ({ts.attrs.get('source', '?')}, "
+                             "{}x{} images), not atlases: it cannot be drawn beside the true atlases; leave it out"
+                             .format(*ts.target_shape))
+    sizes = {str(ts.path): ts.size for ts in texture_sets}
+    if len(set(sizes.values())) > 1:
+        listed = ", ".join(f"{path} P={size}" for path, size in sizes.items())
+        raise InputError(f"the sets have different atlas sizes ({listed}): compare sets of one P")
+    names = {str(ts.path): ts.attrs.get("dataset", "") for ts in texture_sets}
+    if len(set(names.values())) > 1:
+        listed = ", ".join(f"{path} ({name})" for path, name in names.items())
+        raise InputError(f"the sets belong to different datasets: {listed}")
+    return texture_sets[0].size
+
+
+def _holds(texture_set, key):
+    try:
+        texture_set.index(key)
+    except KeyError:
+        return False
+    return True
+
+
+def compare_keys(texture_sets, truth, *, count=6, seed=0, keys=None):
+    """The images to compare: ``keys`` (checked to be in every set and to have a true atlas), else ``count``
+    of the images with a person in every set whose identity has a true atlas in ``truth`` ({raw pid: atlas}),
+    drawn by ``seed`` and kept in the first set's order. :class:`InputError` when there are none."""
+    from .quality import raw_pid
+
+    if keys is not None:
+        for key in keys:
+            missing = [str(ts.path) for ts in texture_sets if not _holds(ts, key)]
+            if missing:
+                raise InputError(f"{key!r} is not in texture set(s) {', '.join(missing)}")
+            if raw_pid(key) not in truth:
+                raise InputError(f"{key!r}: identity {raw_pid(key)} has no true atlas in --truth "
+                                 "(is it the ground truth of this dataset?)")
+        return list(keys)
+    first = texture_sets[0]
+    shared = [key for key, found in zip(first.keys, first.found) if found]
+    for ts in texture_sets[1:]:
+        shared = [key for key in shared if _holds(ts, key) and ts.found[ts.index(key)]]
+    if not shared:
+        raise InputError(f"the sets {', '.join(str(ts.path) for ts in texture_sets)} share no image with a person: "
+                         "compare sets of the same dataset (and splits)")
+    candidates = [key for key in shared if raw_pid(key) in truth]
+    if not candidates:
+        raise InputError(f"none of the {len(shared)} images the sets share has a true atlas in --truth: "
+                         "give the ground truth of the sets' dataset")
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(len(candidates), size=min(count, len(candidates)), replace=False))
+    return [candidates[i] for i in chosen]
+
+
+def compare_picture(texture_sets, labels, truth, root, keys, *, height=192, gap=4):
+    """uint8 picture of the texture sources side by side: a header naming the columns ("image", ``labels``,
+    "true"), then one row per key of ``keys``: the image (from ``root``), each set's atlas in DensePose's atlas
+    layout, and the true atlas of the image's identity (``truth`` {raw pid: atlas}, resampled to the sets' P
+    as :func:`~.quality.true_atlas` makes it), all ``height`` tall (nearest-neighbour), ``gap`` pixels apart."""
+    from .quality import raw_pid, true_atlas
+
+    size = comparable_sets(texture_sets)
+    rows = []
+    for key in keys:
+        try:
+            image = read_rgb(root / key)
+        except InputError as err:
+            log.warning("%s: drawing a blank image instead", err)
+            image = np.full((2 * height, height, 3), 128, np.uint8)
+        atlases = [record_atlas_image(ts.get(key)) for ts in texture_sets]
+        atlases.append(atlas_to_image(true_atlas(truth[raw_pid(key)], size)))
+        rows.append([_fit(image, height)] + [_fit(atlas, height) for atlas in atlases])
+    widths = [max(row[c].shape[1] for row in rows) for c in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        panels = [np.pad(p, ((0, 0), (0, w - p.shape[1]), (0, 0)), constant_values=255) for p, w in zip(row, widths)]
+        line = panels[0]
+        for panel in panels[1:]:
+            line = np.concatenate([line, np.full((height, gap, 3), 255, np.uint8), panel], axis=1)
+        lines.append(line)
+    between = np.full((gap, lines[0].shape[1], 3), 255, np.uint8)
+    header = header_strip(["image", *labels, "true"], widths, gap)
+    return np.concatenate([header] + [part for line in lines for part in (line, between)][:-1], axis=0)

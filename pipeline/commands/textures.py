@@ -394,3 +394,52 @@ def quality(paths, truth, methods, limit):
     click.echo(format_regions_table(results))
     click.echo()
     click.echo(format_table(results))
+
+
+def column_labels(texture_sets):
+    """Each set's targets in a few words (:func:`~densepose_textures.quality.describe_targets`), its folder
+    name added where two sets would read the same."""
+    from densepose_textures.quality import describe_targets
+
+    labels = [describe_targets(ts.attrs) for ts in texture_sets]
+    return [f"{label} ({ts.path.name})" if labels.count(label) > 1 else label
+            for label, ts in zip(labels, texture_sets)]
+
+
+@textures.command("compare")
+@click.argument("set_paths", metavar="SET [SET ...]", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--truth", required=True, type=click.Path(),
+              help="Ground truth: a synthetic dataset's textures.h5 (or its folder).")
+@click.option("--root", type=click.Path(file_okay=False), default=None,
+              help="Dataset root holding the images [default: data/raw/<the sets' dataset>].")
+@click.option("--n", "count", type=click.IntRange(min=1), default=6, show_default=True, help="Images (rows) to draw.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Which images (random, among those with a person in every set).")
+@click.option("--keys", default=None, help="Comma-separated image keys to draw instead of a random choice.")
+@click.option("--height", type=click.IntRange(min=8), default=192, show_default=True, help="Row height in pixels.")
+@click.option("--out", type=click.Path(dir_okay=False), default="compare.png", show_default=True, help="PNG to write.")
+@user_errors
+def compare(set_paths, truth, root, count, seed, keys, height, out):
+    """Draw texture sources side by side (synthetic data): per row an image, each set's atlas of it, and the
+    true atlas of its identity at the sets' P; a header names the columns."""
+    from densepose_textures.imageio import write_rgb
+    from densepose_textures.pictures import comparable_sets, compare_keys, compare_picture
+    from densepose_textures.shards import TextureSet
+    from densepose_textures.synth import read_truth
+
+    sets = [TextureSet(path) for path in set_paths]
+    comparable_sets(sets)
+    truth_textures, _ = read_truth(truth)
+    if keys is not None:
+        keys = [key.strip() for key in keys.split(",") if key.strip()]
+        if not keys:
+            raise InputError("--keys names no image: give comma-separated image keys, the images' paths under "
+                             "the dataset root")
+    chosen = compare_keys(sets, truth_textures, count=count, seed=seed, keys=keys)
+    root = Path(root) if root else paths.raw_root(sets[0].attrs.get("dataset", ""))
+    if not root.is_dir():
+        raise InputError(f"dataset root {root} not found: give the folder holding the images with --root")
+    picture = compare_picture(sets, column_labels(sets), truth_textures, root, chosen, height=height)
+    write_rgb(out, picture)
+    click.echo(f"wrote {out} ({picture.shape[1]}x{picture.shape[0]}: {len(chosen)} images x "
+               f"{len(sets) + 2} columns): {', '.join(chosen)}")
