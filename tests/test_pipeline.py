@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from PIL import Image
+from train_fixtures import sigint_as_in_a_terminal
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -274,7 +275,7 @@ def test_an_interrupted_training_stage_continues_where_it_stopped(project, tmp_p
         for signum in (signal.SIGINT, signal.SIGKILL):  # Ctrl-C reaches the whole foreground process group
             with log.open("w") as sink:
                 proc = subprocess.Popen(["dvc", "repro", stage], cwd=root, env=env, stdout=sink, stderr=sink,
-                                        start_new_session=True)
+                                        start_new_session=True, preexec_fn=sigint_as_in_a_terminal)
                 checkpoint = _wait_for_new_file(work / "last.pt", proc, checkpoint, log)
                 os.killpg(proc.pid, signum)
                 assert proc.wait() != 0

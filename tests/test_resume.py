@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from densepose_textures.storage import partial_dir
 from pipeline.cli import main
-from train_fixtures import TRAIN_SETTINGS, one_thread, train_set  # noqa: F401  (fixtures)
+from train_fixtures import TRAIN_SETTINGS, one_thread, sigint_as_in_a_terminal, train_set  # noqa: F401  (fixtures)
 
 SETTINGS = TRAIN_SETTINGS + ["eval_every=-1", "picture_every=0", "seed=3"]
 
@@ -66,7 +66,8 @@ def test_an_interrupted_run_continues_to_the_weights_of_an_uninterrupted_one(tra
     out = tmp_path / "run"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-c", "from pipeline.cli import main; main()"]
-                            + command(root, textures, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            + command(root, textures, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=sigint_as_in_a_terminal)
     deadline = time.monotonic() + 120
     while not (partial_dir(out) / "last.pt").exists():
         assert proc.poll() is None, proc.stderr.read().decode()

@@ -63,3 +63,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def sigint_as_in_a_terminal():
+    """``preexec_fn`` for a child that a test interrupts with SIGINT: Ctrl-C as a terminal delivers it.
+    A job started in the background by a non-interactive shell (CI runners, ``cmd &``) inherits SIGINT
+    ignored, and Python then never raises KeyboardInterrupt."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
