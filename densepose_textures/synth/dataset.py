@@ -108,6 +108,32 @@ def _render_identity(identity, cameras, plans, seeds, size, root):
     return identity.pid, facts
 
 
+def fresh_work(out, settings, settings_of, overwrite, *, kept, other, alien, noun, folders=()):
+    """The empty work folder ``<out>.partial`` (with ``folders`` in it) for rendering ``settings`` into
+    ``out``, or None when ``out`` already holds them (``settings_of(out)``, logged as ``kept``). A folder
+    holding anything else is refused (``alien``: not ours; ``other``: other settings) unless ``overwrite``."""
+    if out.is_file():
+        raise InputError(f"{out} is a file: --out must name a folder")
+    if out.exists():
+        found = settings_of(out)
+        if found == settings:
+            log.info("%s %s: kept", out, kept)
+            return None
+        if not overwrite:
+            what = alien if found is None else f"{other} {found}"
+            raise InputError(f"{out} {what}: remove it, choose another --out, or pass --force to replace it")
+    work = partial_dir(out)
+    try:
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+        for folder in folders:
+            (work / folder).mkdir(parents=True)
+    except OSError as err:
+        raise InputError(f"cannot write {noun} beside {out} ({err}): choose another --out") from err
+    return work
+
+
 def write_dataset(out, *, ids, images_per_id, cameras, seed, image_size=(128, 64), texture_size=64,
                   jobs=1, overwrite=False):
     """Render the synthetic dataset into ``out`` (see the module docstring); returns ``out``.
@@ -121,24 +147,11 @@ def write_dataset(out, *, ids, images_per_id, cameras, seed, image_size=(128, 64
     out = Path(out)
     settings = {"seed": seed, "ids": ids, "images_per_id": images_per_id, "cameras": cameras,
                 "image_size": tuple(int(x) for x in image_size), "texture_size": texture_size}
-    if out.is_file():
-        raise InputError(f"{out} is a file: --out must name a folder")
-    if out.exists():
-        found = _settings_of(out)
-        if found == {**settings, "renderer_version": RENDERER_VERSION}:
-            log.info("%s is already rendered with these settings: kept", out)
-            return out
-        if not overwrite:
-            what = "is not a synthetic dataset" if found is None else f"was rendered with {found}"
-            raise InputError(f"{out} {what}: remove it, choose another --out, or pass --force to replace it")
-    work = partial_dir(out)
-    try:
-        if work.exists():
-            shutil.rmtree(work)
-        for folder in FOLDERS.values():
-            (work / folder).mkdir(parents=True)
-    except OSError as err:
-        raise InputError(f"cannot write the dataset beside {out} ({err}): choose another --out") from err
+    work = fresh_work(out, {**settings, "renderer_version": RENDERER_VERSION}, _settings_of, overwrite,
+                      kept="is already rendered with these settings", other="was rendered with",
+                      alien="is not a synthetic dataset", noun="the dataset", folders=FOLDERS.values())
+    if work is None:
+        return out
 
     root_seq = np.random.SeedSequence(seed)
     id_seq, cam_seq, img_seq, plan_seq = root_seq.spawn(4)

@@ -21,7 +21,6 @@ uint8 the true atlas, ``pid`` (N,) the pair's identity number 1..N, per-image fa
 import hashlib
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import cv2
@@ -32,8 +31,8 @@ from tqdm import tqdm
 
 from ..errors import InputError
 from ..mirror import MirrorMap
-from ..storage import AtomicWrite, H5Reader, partial_dir, plain_attrs, replace_dir
-from .dataset import JPEG_QUALITY, RENDERER_VERSION, TRUTH_FILE
+from ..storage import AtomicWrite, H5Reader, plain_attrs, replace_dir
+from .dataset import JPEG_QUALITY, RENDERER_VERSION, TRUTH_FILE, fresh_work
 from .identity import make_identity
 from .mirror_map import body_mirror_map
 from .render import render_image
@@ -93,23 +92,10 @@ def write_pairs(out, *, count, seed, image_size=(128, 64), texture_size=64, jobs
     out = Path(out)
     settings = {"seed": int(seed), "count": int(count), "image_size": image_size, "texture_size": int(texture_size),
                 "renderer_version": RENDERER_VERSION}
-    if out.is_file():
-        raise InputError(f"{out} is a file: --out must name a folder")
-    if out.exists():
-        found = _settings_of(out)
-        if found == settings:
-            log.info("%s already holds these pairs: kept", out)
-            return out
-        if not overwrite:
-            what = "does not hold synthetic pairs" if found is None else f"holds pairs rendered with {found}"
-            raise InputError(f"{out} {what}: remove it, choose another --out, or pass --force to replace it")
-    work = partial_dir(out)
-    try:
-        if work.exists():
-            shutil.rmtree(work)
-        work.mkdir(parents=True)
-    except OSError as err:
-        raise InputError(f"cannot write the pairs beside {out} ({err}): choose another --out") from err
+    work = fresh_work(out, settings, _settings_of, overwrite, kept="already holds these pairs",
+                      other="holds pairs rendered with", alien="does not hold synthetic pairs", noun="the pairs")
+    if work is None:
+        return out
 
     chunks = [range(s, min(s + CHUNK, count)) for s in range(0, count, CHUNK)]
     tasks = [delayed(_render_chunk)(seed, list(c), image_size, texture_size) for c in chunks]
