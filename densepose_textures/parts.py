@@ -1,5 +1,5 @@
 """DensePose's 24 body-part charts and their left/right mirror pairs (index I, 0 = background;
-the parts' names are in DESIGN.md's table)."""
+the parts' names are in docs/design.md's table)."""
 
 import numpy as np
 

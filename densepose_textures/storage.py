@@ -2,7 +2,7 @@
 unfinished work resumes only when it was made for the same thing, and files say what they hold.
 
 - :class:`AtomicWrite`: a file is written to ``<name>.tmp`` in its folder and renamed into
-  place when complete, so a kill never leaves half a file (DESIGN.md); :func:`write_text` for
+  place when complete, so a kill never leaves half a file (docs/design.md); :func:`write_text` for
   small text files, :func:`replace_dir` for whole directories (or files).
 - :class:`WorkDir`: ``<out>.partial/``, the work in progress of ``out`` (outside DVC's outputs),
   stamped with a fingerprint of what it is made for; a run asking for anything else starts afresh.
