@@ -50,6 +50,22 @@ def test_batches_have_the_worker_paths_draws_and_bytes(train_images, held):
     assert len(kinds) >= 6  # crops, flips and erasing, alone and together
 
 
+def test_a_batch_stays_intact_until_the_batch_after_next(train_images, held):
+    keys = [[(slot % len(train_images), 1, slot) for slot in range(start, start + 16)] for start in (0, 16, 32)]
+    first = held.batch(keys[0])
+    kept = {name: t.clone() for name, t in first.items()}
+    second = held.batch(keys[1])  # the trainer's batch while ``first`` may still be an epoch's ``last``
+    assert all(torch.equal(first[name], kept[name]) for name in kept)
+    assert not torch.equal(second["image"], kept["image"])
+    held.batch(keys[2])  # the buffers of ``first``, reused
+    assert not torch.equal(first["image"], kept["image"])
+    fresh = DeviceImages(train_images, "cpu", progress=False)
+    for small in (keys[0][:5], keys[1][3:16], keys[2][:1]):  # shorter batches in the same buffers
+        batch, alone = held.batch(small), fresh.batch(small)
+        assert all(torch.equal(batch[name], alone[name]) for name in alone) and len(batch["image"]) == len(small)
+    assert torch.equal(held.batch(keys[0])["target"], kept["target"])  # full length again
+
+
 def test_mirror_pixels_mirror_the_atlas_image(train_images):
     from densepose_textures.atlas import atlas_to_image
 
@@ -63,7 +79,7 @@ def test_mirror_pixels_mirror_the_atlas_image(train_images):
 def test_batches_depend_on_their_keys_only_whatever_the_resume_point(train_images, held):
     def epoch_batches(loader, epoch):
         loader.sampler.set_epoch(epoch)
-        return list(loader)
+        return [{name: t.clone() for name, t in batch.items()} for batch in loader]  # buffers are reused
 
     running = DeviceLoader(held, IdentitySampler(train_images.pids, 2, 4, seed=1))
     epoch_batches(running, 0)

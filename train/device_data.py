@@ -2,7 +2,8 @@
 
 Images are decoded and resized to the training size once (in parallel, joblib), texture targets
 and provenance are read once from the texture set; all stay uint8 on the device (the GPU, or CPU
-memory when training on the CPU). Each batch is augmented there as batched tensor ops, with the
+memory when training on the CPU). Each batch is augmented there, sample by sample into two reused
+output buffers (no batch-size temporaries: fresh large allocations cost page faults on the CPU), with the
 worker path's own per-sample draws (:meth:`train.data.TrainImages.augmentation`, a function of
 ``(seed, epoch, slot)``): the same crops, flips, mirrored targets and erased rectangles. A batch
 has the worker path's format (uint8 ``image``, ``target``, ``provenance``, and ``pid``), so
@@ -115,7 +116,8 @@ class DeviceImages:
             if images.layout == "atlas":
                 self.mirror = torch.from_numpy(mirror_pixels(images.mirror_index, p)).to(self.device)
         self.pids = torch.from_numpy(images.pids).to(self.device)
-        self.fill = torch.from_numpy(images.fill).view(1, 3, 1, 1).to(self.device)
+        self.fill = torch.from_numpy(images.fill).view(3, 1, 1).to(self.device)
+        self._ring, self._turn = [None, None], 1  # output buffers, see _buffers
         self._load(jobs, progress)
         log.info("device data path: %s images%s, %.0f MB on %s", f"{n:,}", " + targets" if images.target_size else "",
                  self.nbytes / 2**20, self.device)
@@ -145,54 +147,60 @@ class DeviceImages:
         return len(self.image)
 
     def batch(self, keys):
-        """The augmented uint8 batch of ``keys`` on the device, in the worker path's format."""
+        """The augmented uint8 batch of ``keys`` on the device, in the worker path's format. Its tensors are
+        overwritten two batches later (:meth:`_buffers`; the trainer makes floats of them at once): copy to keep."""
         augs = [self.source.augmentation(epoch, slot) for _, epoch, slot in keys]
-        cropped = [i for i, a in enumerate(augs) if a.crop is not None]
-        flipped = [i for i, a in enumerate(augs) if a.flip]
-        offsets = [v for i in cropped for v in augs[i].crop]
-        boxes = [v for a in augs for v in (a.erase or (0, 0, 0, 0))]  # an empty rectangle: nothing erased
-        packed = torch.tensor([k[0] for k in keys] + cropped + flipped + offsets + boxes, dtype=torch.int64)
-        index, cropped_at, flipped_at, offsets, boxes = packed.to(self.device).split(
-            [len(keys), len(cropped), len(flipped), len(offsets), len(boxes)])  # one copy to the device
-        image = self.image.index_select(0, index)  # (B, 3, H, W)
-        if cropped:
-            image[cropped_at] = self._resize_crop(image.index_select(0, cropped_at), offsets.view(-1, 2))
-        if flipped:
-            image[flipped_at] = image.index_select(0, flipped_at).flip(-1)
-        image = self._erase(image, boxes.view(-1, 4))
-        sample = {"image": image, "pid": self.pids.index_select(0, index), "key": torch.tensor(keys)}  # key: on the host
+        if self.texels is not None and self.mirror is None and any(a.flip for a in augs):
+            raise ValueError("targets of a foreign layout cannot be mirrored: flipping must be off")
+        rows = [k[0] for k in keys]
+        out = self._buffers(len(keys))
+        image, h, w = out["image"], *self.size
+        cropped = [b for b, a in enumerate(augs) if a.crop is not None]
+        big = dict(zip(cropped, self._enlarge([rows[b] for b in cropped], out.get("scratch")))) if cropped else {}
+        for b, (row, aug) in enumerate(zip(rows, augs)):  # per sample: no batch-size temporaries
+            src = self.image[row]
+            if aug.crop is not None:
+                y, x = aug.crop
+                src = big[b][:, y:y + h, x:x + w]
+            image[b].copy_(src.flip(-1) if aug.flip else src)
+            if aug.erase is not None:
+                y, x, eh, ew = aug.erase
+                image[b, :, y:y + eh, x:x + ew] = self.fill
+        sample = {"image": image, "pid": self.pids[rows], "key": torch.tensor(keys)}  # key: on the host
         if self.texels is not None:
-            texels = self.texels.index_select(0, index)  # (B, 6P, 4P)
-            if flipped:
-                if self.mirror is None:
-                    raise ValueError("targets of a foreign layout cannot be mirrored: flipping must be off")
-                mirrored = texels.index_select(0, flipped_at).flatten(1)  # (F, 6P 4P)
-                mirrored = mirrored.gather(1, self.mirror.expand_as(mirrored))  # texel <- its mirror texel
-                texels[flipped_at] = mirrored.view(-1, *texels.shape[1:])
+            texels = out["texels"]  # (B, 6P, 4P)
+            for b, (row, aug) in enumerate(zip(rows, augs)):
+                if aug.flip:  # texel <- its mirror texel
+                    torch.index_select(self.texels[row].view(-1), 0, self.mirror, out=texels[b].view(-1))
+                else:
+                    texels[b].copy_(self.texels[row])
             channels = texels.view(torch.uint8).view(*texels.shape, 4).permute(0, 3, 1, 2)  # (B, 4, 6P, 4P), a view
             sample["target"], sample["provenance"] = channels[:, :3], channels[:, 3:]
         return sample
 
-    def _resize_crop(self, images, offsets):
-        """(n, 3, H, W) uint8 enlarged by the resize-crop factor (bilinear), cut at ``offsets`` (n, 2) = (y, x)."""
-        h, w = self.size
-        if images.device.type == "cpu":  # uint8 arithmetic, as OpenCV; CUDA has no uint8 bilinear kernel
-            big = F.interpolate(images, size=self.big, mode="bilinear", align_corners=False)
-        else:
-            big = F.interpolate(images.float(), size=self.big, mode="bilinear", align_corners=False)
-            big = big.round_().clamp_(0, 255).to(torch.uint8)  # (n, 3, bh, bw)
-        windows = big.unfold(2, h, 1).unfold(3, w, 1)  # (n, 3, bh - h + 1, bw - w + 1, h, w), a view
-        return windows[torch.arange(len(big), device=big.device), :, offsets[:, 0], offsets[:, 1]]
+    def _buffers(self, n):
+        """The next of two output buffer sets (uint8 images, int32 texels), ``n`` samples long: a batch's tensors
+        live until the batch after next, so the trainer's batch and the one before it (``last``) stay intact."""
+        self._turn = 1 - self._turn
+        held = self._ring[self._turn]
+        if held is None or len(held["image"]) < n:
+            held = {"image": torch.empty((n, 3, *self.size), dtype=torch.uint8, device=self.device)}
+            if self.device.type == "cpu":  # the images to enlarge (in _enlarge), channels-last
+                held["scratch"] = torch.empty_like(held["image"], memory_format=torch.channels_last)
+            if self.texels is not None:
+                held["texels"] = torch.empty((n, *self.texels.shape[1:]), dtype=torch.int32, device=self.device)
+            self._ring[self._turn] = held
+        return {name: t[:n] for name, t in held.items()}
 
-    def _erase(self, image, boxes):
-        """``image`` (n, 3, H, W) with each rectangle ``boxes`` (n, 4) = (y, x, height, width) set to the fill colour."""
-        h, w = self.size
-        y, x, eh, ew = boxes.unbind(1)
-        ys, xs = torch.arange(h, device=self.device), torch.arange(w, device=self.device)
-        rows = ((ys >= y[:, None]) & (ys < (y + eh)[:, None])).to(torch.uint8)  # (n, H)
-        cols = ((xs >= x[:, None]) & (xs < (x + ew)[:, None])).to(torch.uint8)  # (n, W)
-        inside = rows[:, None, :, None] * cols[:, None, None, :]  # (n, 1, H, W), 0 or 1
-        return image * (1 - inside) + inside * self.fill  # uint8 arithmetic: far faster than torch.where on CPU
+    def _enlarge(self, rows, scratch):
+        """The images at ``rows`` (n, 3, H, W) enlarged by the resize-crop factor (bilinear), uint8."""
+        index = torch.tensor(rows, device=self.device)
+        if self.device.type == "cpu":  # uint8 arithmetic, as OpenCV; channels-last: the CPU's fast uint8 kernel
+            images = torch.index_select(self.image, 0, index, out=scratch[:len(rows)])
+            return F.interpolate(images, size=self.big, mode="bilinear", align_corners=False)
+        big = F.interpolate(self.image.index_select(0, index).float(), size=self.big, mode="bilinear",
+                            align_corners=False)
+        return big.round_().clamp_(0, 255).to(torch.uint8)  # CUDA has no uint8 bilinear kernel
 
 
 class DeviceLoader:
