@@ -122,8 +122,8 @@ def import_texture_set(out, *, folder, dataset, labels, shard_size=1024, jobs=1,
     resumed = len(keys) - len(writer.todo)
     observed = np.zeros(shape, np.uint8)  # nothing of a released texture was seen by this software
     provenance = np.full(shape, Provenance.IMPORTED, np.uint8)
-    bar = tqdm(total=len(writer.todo), desc="importing textures", unit="img", disable=not progress, leave=False)
-    try:
+    with writer, tqdm(total=len(writer.todo), desc="importing textures", unit="img", disable=not progress,
+                      leave=False) as bar:
         with ThreadPoolExecutor(max(1, jobs)) as pool:  # OpenCV decodes without the GIL
             for a in range(0, len(writer.todo), CHUNK):
                 chunk = writer.todo[a:a + CHUNK]
@@ -135,11 +135,6 @@ def import_texture_set(out, *, folder, dataset, labels, shard_size=1024, jobs=1,
                             "to one size first")
                     writer.put(i, texture, observed, provenance)
                     bar.update()
-    except BaseException:
-        writer.abandon()
-        raise
-    finally:
-        bar.close()
     writer.finish(replace=force)
     summary = BuildSummary(out, len(keys), len(keys), resumed=resumed, seconds=time.perf_counter() - start)
     log.info("texture set %s: %d imported textures of %dx%d (%d resumed) in %.1f s", out, summary.records,

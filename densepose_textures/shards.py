@@ -231,7 +231,8 @@ class TextureSetWriter:
     ``attrs`` is everything that determines the set's content. A work directory
     ``<path>.partial`` left by an interrupted run with the same attrs, image list and shard
     size is resumed (its finished shards are kept); any other is started afresh.
-    :attr:`todo` lists the record indices still to compute; pass each to :meth:`put`.
+    :attr:`todo` lists the record indices still to compute; pass each to :meth:`put` inside ``with writer:``
+    (an error there abandons the open shard, finished ones stay for a resume), then call :meth:`finish`.
     ``layout="image"``: records are images of a foreign layout, ``size`` their (H, W), ``mirror_index`` None.
     """
 
@@ -343,6 +344,14 @@ class TextureSetWriter:
         if self._open is not None:
             self._open.abandon()
             self._open = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, trace):
+        if kind is not None:
+            self.abandon()
+        return False
 
 
 def write_texture_set(path, textures, observed, provenance, keys, pids, camids, *, mirror_index,

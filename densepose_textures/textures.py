@@ -319,8 +319,7 @@ def build_texture_set(out, *, store_path, image_root, dataset, labels, size=32, 
     empty = (np.zeros((NUM_PARTS, size, size, 3), np.uint8), np.zeros((NUM_PARTS, size, size), np.uint8),
              np.full((NUM_PARTS, size, size), Provenance.NO_PERSON, np.uint8))
     todo = set(writer.todo)
-    bar = tqdm(total=len(writer.todo), desc="textures", unit="img", disable=not progress, leave=False)
-    try:
+    with writer, tqdm(total=len(writer.todo), desc="textures", unit="img", disable=not progress, leave=False) as bar:
         for i in writer.todo:
             if not store.found[i]:
                 writer.put(i, *empty)
@@ -341,11 +340,6 @@ def build_texture_set(out, *, store_path, image_root, dataset, labels, size=32, 
                 if i in todo:  # a fused identity brings its records of finished shards too
                     writer.put(i, texture[j], observed[j], provenance[j])
                     bar.update()
-    except BaseException:
-        writer.abandon()
-        raise
-    finally:
-        bar.close()
     writer.finish(replace=force)
     summary = BuildSummary(out, len(keys), int(store.found.sum()), resumed=resumed,
                            seconds=time.perf_counter() - start)

@@ -22,7 +22,8 @@ PARAMS_FILE = "params.yaml"
 
 @dataclass
 class SynthParams:
-    ids: int = 100  # identities, split half train, half test
+    ids: int = 100  # identities in all: training, then test
+    test_ids: int = 0  # how many of them are test identities (0: half); more gives steadier test figures
     images_per_id: int = 10
     cameras: int = 4
     seed: int = 0

@@ -99,6 +99,18 @@ def test_out_of_order_records_give_identical_bytes(tmp_path):
     assert digests(tmp_path / "a") == digests(tmp_path / "b")
 
 
+def test_an_error_inside_the_writer_drops_the_open_shard_and_keeps_finished_ones(tmp_path):
+    t, o, p, keys, pids, camids, mirror = make(tmp_path / "whole")
+    writer = TextureSetWriter(tmp_path / "set", keys, pids, camids, size=P, mirror_index=mirror,
+                              attrs={"dataset": "toy"}, shard_size=2)
+    with pytest.raises(KeyboardInterrupt), writer:
+        for i in (0, 1, 2):
+            writer.put(i, t[i], o[i], p[i])
+        raise KeyboardInterrupt
+    work = partial_dir(tmp_path / "set")
+    assert sorted(f.name for f in work.glob("*.h5*")) == [shard_name(0)]
+
+
 def test_resume_keeps_finished_shards_and_gives_identical_bytes(tmp_path):
     t, o, p, keys, pids, camids, mirror = make(tmp_path / "whole")
     attrs = {"dataset": "toy", "fill": "nearest"}

@@ -139,7 +139,24 @@ def test_write_dataset_is_deterministic_whatever_jobs(tmp_path):
     assert all((ta[k] == tb[k]).all() for k in ta) and ma.digest() == body_mirror_map().digest()
 
 
+def test_more_test_identities_keep_the_training_images(tmp_path):
+    settings = dict(images_per_id=3, cameras=2, seed=5, image_size=(64, 32), texture_size=16)
+    half = write_dataset(tmp_path / "half", ids=4, **settings)  # pids 1-2 train, 3-4 test
+    more = write_dataset(tmp_path / "more", ids=7, test_ids=5, **settings)  # pids 1-2 train, 3-7 test
+
+    def files(root, folder):
+        return {p.name: p.read_bytes() for p in (root / folder).glob("*.jpg")}
+
+    assert files(half, "bounding_box_train") == files(more, "bounding_box_train")
+    assert {int(name[:4]) for name in files(more, "bounding_box_test")} == {3, 4, 5, 6, 7}
+    assert {int(name[:4]) for name in files(more, "query")} == {3, 4, 5, 6, 7}
+    assert write_dataset(tmp_path / "more", ids=7, test_ids=5, **settings) == tmp_path / "more"  # kept
+    with pytest.raises(InputError, match="rendered with"):
+        write_dataset(tmp_path / "more", ids=7, test_ids=4, **settings)
+
+
 @pytest.mark.parametrize("kwargs,match", [
+    ({"test_ids": 4}, "test_ids=4"),
     ({"cameras": 10}, "cameras=10"),
     ({"cameras": 1}, "cameras=1"),
     ({"images_per_id": 1}, "images_per_id=1"),

@@ -2,8 +2,8 @@
 
 Layout of ``out``::
 
-    bounding_box_train/PPPP_cCs1_FFFFFF_01.jpg   the first half of the identities (pids 1..N//2)
-    bounding_box_test/                             gallery: the other half
+    bounding_box_train/PPPP_cCs1_FFFFFF_01.jpg   the training identities (pids 1..N - T)
+    bounding_box_test/                             gallery: the T test identities (T: half by default)
     query/                                         queries of the test identities
     iuv/<same relative path>.png                   exact IUV of every image (DensePose encoding)
     textures.h5                                    ground-truth atlas per identity, mirror map, per-image facts
@@ -56,7 +56,9 @@ def iuv_path(root, key):
     return Path(root) / "iuv" / Path(key).with_suffix(".png")
 
 
-def _check(ids, images_per_id, cameras, image_size, texture_size, jobs):
+def _check(ids, images_per_id, cameras, image_size, texture_size, jobs, test_ids=0):
+    if test_ids and not 1 <= test_ids < ids:
+        raise InputError(f"test_ids={test_ids}: use 1 to ids - 1 = {ids - 1} (0: half the identities)")
     if not 2 <= cameras <= MAX_CAMERAS:
         raise InputError(f"cameras={cameras}: the Market-1501 file names allow 2 to {MAX_CAMERAS} cameras")
     if ids < 2:
@@ -74,10 +76,16 @@ def _check(ids, images_per_id, cameras, image_size, texture_size, jobs):
         raise InputError(f"jobs={jobs}: use 1 or more")
 
 
-def plan_images(ids, images_per_id, cameras, rng):
-    """The image list: (key, pid, camid, split) for every image, in a fixed order."""
+def test_count(ids, test_ids=0):
+    """How many of ``ids`` identities are test identities: ``test_ids``, or half (rounded up) when 0."""
+    return test_ids or ids - ids // 2
+
+
+def plan_images(ids, images_per_id, cameras, rng, test_ids=0):
+    """The image list: (key, pid, camid, split) for every image, in a fixed order. The draws of an identity
+    do not depend on its split, so a set with more test identities has the same training images."""
     plans = []
-    n_train = ids // 2
+    n_train = ids - test_count(ids, test_ids)
     for pid in range(1, ids + 1):
         m = int(rng.integers(2, min(cameras, images_per_id) + 1))
         cams = rng.permutation(cameras)[:m]
@@ -135,17 +143,19 @@ def fresh_work(out, settings, settings_of, overwrite, *, kept, other, alien, nou
 
 
 def write_dataset(out, *, ids, images_per_id, cameras, seed, image_size=(128, 64), texture_size=64,
-                  jobs=1, overwrite=False):
+                  jobs=1, overwrite=False, test_ids=0):
     """Render the synthetic dataset into ``out`` (see the module docstring); returns ``out``.
 
-    Half the identities (pids 1..ids//2) are for training, the other half for testing. The work
+    The last ``test_ids`` identities are for testing (0: half of them, rounded up), the others for
+    training; a larger ``test_ids`` at the same ``ids - test_ids`` keeps the training images. The work
     is written under ``<out>.partial`` and renamed when complete. A complete dataset already in
     ``out`` with the same settings is kept as it is; one with other settings is replaced only if
     ``overwrite``.
     """
-    _check(ids, images_per_id, cameras, tuple(image_size), texture_size, jobs)
+    _check(ids, images_per_id, cameras, tuple(image_size), texture_size, jobs, test_ids)
     out = Path(out)
-    settings = {"seed": seed, "ids": ids, "images_per_id": images_per_id, "cameras": cameras,
+    settings = {"seed": seed, "ids": ids, "test_ids": test_count(ids, test_ids), "images_per_id": images_per_id,
+                "cameras": cameras,
                 "image_size": tuple(int(x) for x in image_size), "texture_size": texture_size}
     work = fresh_work(out, {**settings, "renderer_version": RENDERER_VERSION}, _settings_of, overwrite,
                       kept="is already rendered with these settings", other="was rendered with",
@@ -155,7 +165,7 @@ def write_dataset(out, *, ids, images_per_id, cameras, seed, image_size=(128, 64
 
     root_seq = np.random.SeedSequence(seed)
     id_seq, cam_seq, img_seq, plan_seq = root_seq.spawn(4)
-    plans = plan_images(ids, images_per_id, cameras, np.random.default_rng(plan_seq))
+    plans = plan_images(ids, images_per_id, cameras, np.random.default_rng(plan_seq), test_ids)
     camera_list = [make_camera(c, s) for c, s in enumerate(cam_seq.spawn(cameras))]
     identities = [make_identity(pid, s, texture_size) for pid, s in zip(range(1, ids + 1), id_seq.spawn(ids))]
     image_seeds = img_seq.spawn(len(plans))
@@ -197,6 +207,7 @@ def _settings_of(root):
         found = {k: int(attrs[k]) for k in ("seed", "ids", "images_per_id", "cameras", "texture_size",
                                                "renderer_version")}
         found["image_size"] = tuple(int(x) for x in attrs["image_size"])
+        found["test_ids"] = int(attrs.get("test_ids", test_count(found["ids"])))  # sets before test_ids: half
     except (OSError, KeyError, TypeError, ValueError):
         return None
     return found

@@ -32,7 +32,8 @@ def parse_size(text):
 @click.option("--pairs", is_flag=True,
               help="Render image/true-atlas pairs for the texture generator (`pairs` section): one identity "
                    "per image, identities disjoint from every reID set's.")
-@click.option("--ids", type=int, default=None, help="Identities, half train and half test (with --pairs: pairs).")
+@click.option("--ids", type=int, default=None, help="Identities, training then test (with --pairs: pairs).")
+@click.option("--test-ids", type=int, default=None, help="How many of --ids are test identities (0: half).")
 @click.option("--images-per-id", type=int, default=None, help="Images per identity.")
 @click.option("--cameras", type=int, default=None, help="Cameras (2 to 9).")
 @click.option("--seed", type=int, default=None, help="Random seed: same seed, same bytes.")
@@ -41,17 +42,19 @@ def parse_size(text):
 @click.option("--jobs", type=int, default=None, help="Worker processes.")
 @click.option("--force", is_flag=True, help="Replace an existing dataset rendered with other settings.")
 @user_errors
-def synth(out, pairs, ids, images_per_id, cameras, seed, image_size, texture_size, jobs, force):
+def synth(out, pairs, ids, test_ids, images_per_id, cameras, seed, image_size, texture_size, jobs, force):
     """Render the synthetic reID dataset: Market-1501 layout, exact IUV, true textures.
 
     Settings come from the `synth` section of the parameters (with --pairs the `pairs` section); options
     override them.
     """
     from densepose_textures.synth import write_dataset, write_pairs
+    from densepose_textures.synth.dataset import test_count
 
     params = params_from_context()
     if pairs:
-        given = [name for name, value in (("--images-per-id", images_per_id), ("--cameras", cameras)) if value is not None]
+        given = [name for name, value in (("--test-ids", test_ids), ("--images-per-id", images_per_id), ("--cameras", cameras))
+                 if value is not None]
         if given:
             raise InputError(f"{' and '.join(given)}: not for --pairs (one image per identity, a camera per image)")
         p = with_options(params.pairs, ids=ids, seed=seed, image_size=parse_size(image_size),
@@ -62,13 +65,14 @@ def synth(out, pairs, ids, images_per_id, cameras, seed, image_size, texture_siz
         click.echo(f"{root}: {p.ids} image/atlas pairs (one identity each), {p.image_size[0]}x{p.image_size[1]}, "
                    f"P = {p.texture_size}")
         return
-    p = with_options(params.synth, ids=ids, images_per_id=images_per_id, cameras=cameras,
+    p = with_options(params.synth, ids=ids, test_ids=test_ids, images_per_id=images_per_id, cameras=cameras,
                      seed=seed, image_size=parse_size(image_size), texture_size=texture_size, jobs=jobs)
     out = Path(out) if out else raw_root("synth")
     root = write_dataset(out, ids=p.ids, images_per_id=p.images_per_id, cameras=p.cameras, seed=p.seed,
-                         image_size=p.image_size, texture_size=p.texture_size, jobs=p.jobs, overwrite=force)
-    click.echo(f"{root}: {p.ids} identities x {p.images_per_id} images, {p.cameras} cameras, "
-               f"{p.image_size[0]}x{p.image_size[1]}")
+                         image_size=p.image_size, texture_size=p.texture_size, jobs=p.jobs, overwrite=force,
+                         test_ids=p.test_ids)
+    click.echo(f"{root}: {p.ids} identities ({test_count(p.ids, p.test_ids)} for testing) x {p.images_per_id} "
+               f"images, {p.cameras} cameras, {p.image_size[0]}x{p.image_size[1]}")
 
 
 @click.command("synth-preview")
