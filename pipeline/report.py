@@ -92,13 +92,35 @@ def metrics_table(table, variants):
     return "\n".join(lines)
 
 
+def test_set_sd(train, test, variant, seeds, draws=1000):
+    """The sd (points) the finite test set alone gives the paired mAP difference of ``variant`` and the
+    baseline: both runs' query APs resampled together by test identity (bootstrap, ``draws`` draws, a
+    fixed generator), root mean square over ``seeds``. None when a run has no per-query file."""
+    from train.evaluation.report import PER_QUERY_FILE, read_per_query
+
+    rng = np.random.default_rng(0)
+    variances = []
+    for seed in seeds:
+        files = [run_details_dir(train, v, seed) / test / PER_QUERY_FILE for v in (BASELINE, variant)]
+        if not all(f.is_file() for f in files):
+            return None
+        (pids, base), (other_pids, ap) = (read_per_query(f) for f in files)
+        if not np.array_equal(pids, other_pids):
+            return None
+        _, identity = np.unique(pids, return_inverse=True)
+        sums, counts = np.bincount(identity, weights=ap - base), np.bincount(identity)
+        drawn = rng.integers(0, len(sums), size=(draws, len(sums)))
+        variances.append((100 * sums[drawn].sum(1) / counts[drawn].sum(1)).var(ddof=1))
+    return float(np.sqrt(np.mean(variances))) if variances else None
+
+
 def paired_differences(table, variants):
     """Each SAN variant minus the baseline, seed by seed (same seed: same initial encoder and sampler
     order), on mAP and Rank-1: a markdown table with the mean and sample sd of the per-seed differences,
-    and the verdict: SAN beats the baseline when its mean mAP gain exceeds twice that sd and its Rank-1
-    does not fall."""
-    head = ("| train | test | variant | paired seeds | mAP - baseline | Rank-1 - baseline | verdict |\n"
-            "| --- | --- | --- | ---: | ---: | ---: | --- |")
+    how much of that sd the test set alone explains (:func:`test_set_sd`), and the verdict: SAN beats
+    the baseline when its mean mAP gain exceeds twice the sd and its Rank-1 does not fall."""
+    head = ("| train | test | variant | paired seeds | mAP - baseline | of which test set (sd) | Rank-1 - baseline "
+            "| verdict |\n| --- | --- | --- | ---: | ---: | ---: | ---: | --- |")
     lines = []
     for train, test in sorted({(t, s) for t, s, _ in table}):
         base = table.get((train, test, BASELINE), {})
@@ -122,7 +144,9 @@ def paired_differences(table, variants):
                 verdict = "mAP gain > 2 sd, but Rank-1 falls"
             else:
                 verdict = "no clear gain (within 2 sd)" if gain > -2 * sd else "worse than the baseline"
-            lines.append(f"| {train} | {test} | {variant} | {len(seeds)} | {cells[0]} | {cells[1]} | {verdict} |")
+            noise = test_set_sd(train, test, variant, seeds)
+            noise = "–" if noise is None else f"{noise:.1f}"
+            lines.append(f"| {train} | {test} | {variant} | {len(seeds)} | {cells[0]} | {noise} | {cells[1]} | {verdict} |")
     return "\n".join([head] + lines) if lines else ""
 
 
@@ -240,7 +264,8 @@ def write_report(experiments, seeds, variants, out_path):
         metrics_table(table, variants) + "\n",
         "## Does SAN beat the baseline?\n",
         "Paired per seed: each variant minus the baseline trained with the same seed (same initial "
-        "encoder, same sampler order); mean ± sd of the per-seed differences, in points.\n",
+        "encoder, same sampler order); mean ± sd of the per-seed differences, in points. \"Of which test set\": "
+        "the sd that resampling the test identities alone gives one seed's paired mAP difference.\n",
         (paired_differences(table, variants) or "No experiment has the baseline and a SAN variant yet.") + "\n",
         "## How much the decoder moves the encoder\n",
         (training_share_table(experiments, seeds, variants) or "No training metrics with gradient shares.") + "\n",

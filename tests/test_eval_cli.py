@@ -15,6 +15,7 @@ from pipeline.datasets import load
 from train.evaluation import evaluate_rank
 from train.evaluation.distance import pairwise_distance
 from train.evaluation.features import extract_features, image_items, read_features
+from train.evaluation.report import read_per_query
 
 PREPROCESS = {"height": 64, "width": 32, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 
@@ -101,6 +102,8 @@ def test_extract_then_evaluate_features(synth_root, model_file, small_params, tm
     assert (out / "cmc.png").stat().st_size > 0 and (out / "ranklists.jpg").stat().st_size > 0
     assert len(json.loads((out / "cmc.json").read_text())["cmc"]) == 50
     assert png_title(out / "cmc.png") == "synth, as extracted"
+    pids, aps = read_per_query(out / "per_query.csv")
+    assert list(pids) == [item[1] for item in query] and aps.mean() == pytest.approx(direct["mAP"], abs=1e-6)
 
 
 def test_evaluate_checkpoint_and_folder_extract(synth_root, model_file, small_params, tmp_path):

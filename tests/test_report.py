@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import pytest
 from click.testing import CliRunner
 
 from pipeline import datasets
@@ -106,8 +107,34 @@ def test_paired_differences_judge_each_variant_against_the_baseline_of_the_same_
     table, seeds = collect({"synth": None}, [0, 1, 2, 3], variants)
     assert seeds == [0, 1, 2]
     rows = {line.split(" | ")[2]: line for line in paired_differences(table, variants).splitlines()[2:]}
-    assert rows["san"] == "| synth | synth | san | 3 | +2.1 ± 0.1 | +0.0 ± 0.0 | **beats the baseline** (mAP gain > 2 sd, Rank-1 not lower) |"
+    assert rows["san"] == ("| synth | synth | san | 3 | +2.1 ± 0.1 | – | +0.0 ± 0.0 | **beats the baseline** (mAP gain > 2 sd, "
+                           "Rank-1 not lower) |")  # –: no per-query files
     assert "+1.0 ± 4.6" in rows["san-noisy"] and "no clear gain (within 2 sd)" in rows["san-noisy"]
     assert "mAP gain > 2 sd, but Rank-1 falls" in rows["san-rank1"]
     assert "| 1 | +60.0 |" in rows["san-one"] and "one paired seed: no spread" in rows["san-one"]
     assert "baseline" not in rows
+
+
+def _write_per_query(root, variant, seed, pids, aps):
+    folder = root / "data/metrics/runs/synth" / variant / f"seed{seed}" / "synth"
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["key,pid,camid,ap,first_rank"] + [f"q{i}.jpg,{p},0,{a},1" for i, (p, a) in enumerate(zip(pids, aps))]
+    (folder / "per_query.csv").write_text("\n".join(lines + ["q-none.jpg,999,0,,"]) + "\n")  # one query with no match
+
+
+def test_test_set_sd_is_the_bootstrap_spread_of_the_paired_difference_over_test_identities(tmp_path, monkeypatch):
+    import numpy as np
+
+    from pipeline.report import test_set_sd
+
+    monkeypatch.chdir(tmp_path)
+    pids = np.repeat(np.arange(100), 2)  # 100 test identities, two queries each
+    base = np.linspace(0.2, 0.8, 200)
+    for seed in (0, 1):
+        _write_per_query(tmp_path, "baseline", seed, pids, base)
+        _write_per_query(tmp_path, "san-even", seed, pids, base + 0.05)  # the same gain on every identity
+        _write_per_query(tmp_path, "san", seed, pids, base + np.where(pids % 2, 0.1, -0.1))  # +-10 points
+    assert test_set_sd("synth", "synth", "san-even", [0, 1]) == pytest.approx(0.0, abs=1e-9)
+    # identity differences of +-10 points: the mean over 100 drawn identities has sd 10 / sqrt(100) = 1
+    assert test_set_sd("synth", "synth", "san", [0, 1]) == pytest.approx(1.0, rel=0.1)
+    assert test_set_sd("synth", "synth", "san", [0, 1, 2]) is None  # seed 2 was not evaluated

@@ -1,7 +1,8 @@
 """One evaluation, start to end: features -> distances -> metrics (plain and re-ranked) -> files.
 
 Writes into ``out_dir``: ``metrics.json``, ``cmc.csv`` and ``cmc.json`` (rank, cmc, cmc_rerank: for
-``dvc plots``), ``cmc.png``, and ``ranklists.jpg`` (the hardest queries' top-10).
+``dvc plots``), ``cmc.png``, ``per_query.csv`` (each query's AP and first correct rank, without
+re-ranking: the pipeline's report resamples them) and ``ranklists.jpg`` (the hardest queries' top-10).
 """
 
 import csv
@@ -22,6 +23,8 @@ from .pictures import draw_rank_lists, hardest_queries, plot_cmc, top_gallery
 from .rerank import k_reciprocal
 
 log = logging.getLogger(__name__)
+
+PER_QUERY_FILE = "per_query.csv"
 
 
 def summary(result):
@@ -66,6 +69,7 @@ def evaluate_features(qf, gf, query, gallery, out_dir, *, root=None, name="", ti
 
     write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     _write_cmc(out_dir, curves)
+    _write_per_query(out_dir, query, plain)
     plot_cmc(out_dir / "cmc.png", curves, title=title or name)
     if hardest > 0 and root is not None:
         queries = hardest_queries(plain["ap"], hardest)
@@ -73,6 +77,24 @@ def evaluate_features(qf, gf, query, gallery, out_dir, *, root=None, name="", ti
         draw_rank_lists(out_dir / "ranklists.jpg", root, [q[0] for q in query], [g[0] for g in gallery],
                         queries, ranked, q_pids, g_pids)
     return metrics
+
+
+def _write_per_query(out_dir, query, result):
+    """``per_query.csv``: key, pid, camid, AP and first correct rank of each query (empty: no match in the gallery)."""
+    table = io.StringIO(newline="")
+    writer = csv.writer(table)
+    writer.writerow(["key", "pid", "camid", "ap", "first_rank"])
+    for (key, pid, camid), ap, first in zip(query, result["ap"], result["first_rank"]):
+        valid = not np.isnan(ap)
+        writer.writerow([key, pid, camid, f"{ap:.6f}" if valid else "", int(first) if valid else ""])
+    write_text(out_dir / PER_QUERY_FILE, table.getvalue())
+
+
+def read_per_query(path):
+    """(pids, APs) of the queries with a match in the gallery, from a ``per_query.csv``."""
+    with open(path, newline="") as f:
+        rows = [row for row in csv.DictReader(f) if row["ap"]]
+    return np.array([int(r["pid"]) for r in rows], np.int64), np.array([float(r["ap"]) for r in rows])
 
 
 def _write_cmc(out_dir, curves):
