@@ -145,8 +145,8 @@ def paired_differences(table, variants):
             else:
                 verdict = "no clear gain (within 2 sd)" if gain > -2 * sd else "worse than the baseline"
             noise = test_set_sd(train, test, variant, seeds)
-            noise = "–" if noise is None else f"{noise:.1f}"
-            lines.append(f"| {train} | {test} | {variant} | {len(seeds)} | {cells[0]} | {noise} | {cells[1]} | {verdict} |")
+            cells.insert(1, "–" if noise is None else f"{noise:.1f}")
+            lines.append(f"| {train} | {test} | {variant} | {len(seeds)} | " + " | ".join(cells) + f" | {verdict} |")
     return "\n".join([head] + lines) if lines else ""
 
 

@@ -155,8 +155,7 @@ def write_dataset(out, *, ids, images_per_id, cameras, seed, image_size=(128, 64
     _check(ids, images_per_id, cameras, tuple(image_size), texture_size, jobs, test_ids)
     out = Path(out)
     settings = {"seed": seed, "ids": ids, "test_ids": test_count(ids, test_ids), "images_per_id": images_per_id,
-                "cameras": cameras,
-                "image_size": tuple(int(x) for x in image_size), "texture_size": texture_size}
+                "cameras": cameras, "image_size": tuple(int(x) for x in image_size), "texture_size": texture_size}
     work = fresh_work(out, {**settings, "renderer_version": RENDERER_VERSION}, _settings_of, overwrite,
                       kept="is already rendered with these settings", other="was rendered with",
                       alien="is not a synthetic dataset", noun="the dataset", folders=FOLDERS.values())

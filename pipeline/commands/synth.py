@@ -53,8 +53,8 @@ def synth(out, pairs, ids, test_ids, images_per_id, cameras, seed, image_size, t
 
     params = params_from_context()
     if pairs:
-        given = [name for name, value in (("--test-ids", test_ids), ("--images-per-id", images_per_id), ("--cameras", cameras))
-                 if value is not None]
+        reid_only = (("--test-ids", test_ids), ("--images-per-id", images_per_id), ("--cameras", cameras))
+        given = [name for name, value in reid_only if value is not None]
         if given:
             raise InputError(f"{' and '.join(given)}: not for --pairs (one image per identity, a camera per image)")
         p = with_options(params.pairs, ids=ids, seed=seed, image_size=parse_size(image_size),
