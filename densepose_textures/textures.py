@@ -4,7 +4,8 @@ Four kinds of targets (``source`` and ``fuse``): each image's own warped texels,
 (``warp``, ``none``); the identity-fused atlas (``warp``, ``identity``: :mod:`.fuse`; the images
 of one identity travel in one chunk); the renderer's true atlas resampled to P (``truth``,
 synthetic sets only); a SAN-PG generator's prediction from the image (``sanpg``; with
-``keep_observed`` the warped texels where the IUV saw the person). ``observed`` always says what
+``keep_observed`` the warped texels where the IUV saw the person; a warp-input generator also reads the
+image's warp + fill). ``observed`` always says what
 each image's IUV showed.
 
 Work is split into chunks of images run by a joblib process pool (or any joblib backend, such
@@ -151,6 +152,7 @@ class Recipe:
     fuse: str = "none"
     input_size: tuple | None = None  # sanpg: the generator's (height, width), what the workers resize images to
     keep_observed: bool = False  # sanpg: keep the observed texels of the warp
+    warp_input: bool = False  # sanpg: the generator also reads the warp + fill (the workers fill it)
 
 
 def true_targets(observed, atlases):
@@ -191,11 +193,14 @@ def _warp_chunk(store_path, image_root, indices, keys, recipe):
 
 
 def generator_inputs(store_path, image_root, indices, keys, recipe):
-    """What a sanpg chunk needs from a worker: (indices, warped texture, observed, the images resized
-    bilinearly to the generator's input (B, H, W, 3) uint8, as the trainer resizes them)."""
+    """What a sanpg chunk needs from a worker: (indices, warped texture, observed, the generator's inputs:
+    ``images`` resized bilinearly to its input (B, H, W, 3) uint8, as the trainer resizes them, and for a
+    warp-input generator the warp's fill ``filled`` and fill steps ``steps``)."""
     images, texture, observed = _warp_chunk(store_path, image_root, indices, keys, recipe)
     h, w = recipe.input_size
-    inputs = np.stack([cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR) for image in images])
+    inputs = {"images": np.stack([cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR) for image in images])}
+    if recipe.warp_input:
+        inputs["filled"], inputs["steps"] = fill_atlases(texture, observed, recipe.mirror_index, recipe.fill)
     return indices, texture, observed.astype(np.uint8), inputs
 
 
@@ -258,6 +263,12 @@ def _check_choices(splat, fill, size, source, fuse, truth, generator=None, keep_
             raise InputError(f"generator{where} predicts P={generator.texture_size} atlases, this run asks for "
                              f"texture size {size}: give --size {generator.texture_size} (or a generator trained "
                              f"at P={size})")
+        warp = getattr(generator, "warp_input", None)
+        if warp and (warp["splat"], warp["fill"]) != (splat, fill):
+            where = f" {generator.path}" if getattr(generator, "path", None) else ""
+            raise InputError(f"generator{where} reads the warp + fill made with splat {warp['splat']!r} and fill "
+                             f"{warp['fill']!r}, this run asks for splat {splat!r} and fill {fill!r}: give "
+                             f"--splat {warp['splat']} --fill {warp['fill']}")
     elif generator is not None or keep_observed:
         raise InputError(f"a generator and keep_observed belong to source 'sanpg', not {source!r}: "
                          "use --source sanpg, or leave out --generator and --keep-observed")
@@ -274,8 +285,9 @@ def build_texture_set(out, *, store_path, image_root, dataset, labels, size=32, 
     atlas} by the raw identity of the file names, any P); ``fuse``: ``none`` or ``identity`` (the
     records of ``fused_keys``, None: all, get the fused atlas of their ``labels`` pid; the others
     their own). ``sanpg``: ``generator`` (:class:`train.generator.TextureGenerator` or anything with
-    its ``texture_size``, ``input_size``, ``digest`` and ``predict``) predicts every atlas, in this
-    process; ``keep_observed`` keeps the warped texels the IUV saw. Parallel work runs in ``jobs``
+    its ``texture_size``, ``input_size``, ``warp_input``, ``digest`` and ``predict``) predicts every atlas, in this
+    process (a ``warp_input`` generator, ``{"splat", "fill"}``, also reads the warp + fill: ``splat`` and ``fill``
+    must be its own); ``keep_observed`` keeps the warped texels the IUV saw. Parallel work runs in ``jobs``
     joblib workers of the backend in force (processes by default; wrap the call in
     ``joblib.parallel_config(backend="dask")`` for Dask).
     """
@@ -312,7 +324,8 @@ def build_texture_set(out, *, store_path, image_root, dataset, labels, size=32, 
                               shard_size=shard_size)
     resumed = len(keys) - len(writer.todo)
     recipe = Recipe(size, splat, fill, mirror_index if mirror is not None else None, source, fuse,
-                    tuple(generator.input_size) if source == "sanpg" else None, bool(keep_observed))
+                    tuple(generator.input_size) if source == "sanpg" else None, bool(keep_observed),
+                    source == "sanpg" and bool(getattr(generator, "warp_input", None)))
     units = _work_units(writer.todo, keys, pids, store.found, recipe, fused_keys, chunk_size, writer.bounds)
     truth = {p: true_atlas(a, size) for p, a in truth.items()} \
         if source == "truth" else None
@@ -333,7 +346,7 @@ def build_texture_set(out, *, store_path, image_root, dataset, labels, size=32, 
                      for chunk, identities in units)
         for indices, texture, observed, last in Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks):
             if source == "sanpg":  # ``last``: the generator's inputs; the network runs here, once per chunk
-                texture, provenance = generated_targets(generator.predict(last), texture, observed, keep_observed)
+                texture, provenance = generated_targets(generator.predict(**last), texture, observed, keep_observed)
             else:
                 provenance = last
             for j, i in enumerate(indices):

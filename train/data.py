@@ -272,4 +272,7 @@ def batch_to_device(batch, device, *, mean=IMAGENET_MEAN, std=IMAGENET_STD, chan
         provenance = batch["provenance"].to(device, non_blocking=True)  # (B, 1, 6P, 4P) uint8
         out["mask"] = (provenance != Provenance.NO_PERSON).float()
         out["provenance"] = provenance
+    if "warp" in batch:  # a warp-input generator's second input: the image's warp + fill and its fill steps
+        out["warp"] = {"filled": batch["warp"].to(device, non_blocking=True).float() / 127.5 - 1.0,
+                       "steps": batch["warp_steps"].to(device, non_blocking=True)}
     return out

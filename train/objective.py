@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .losses import batch_hard_triplet, cross_entropy_smooth, texture_l1, triplet_reid_constraints
+from .model.refiner import refine_atlas
 
 
 class SANObjective(nn.Module):
@@ -49,13 +50,15 @@ class GeneratorObjective(nn.Module):
     """SAN-PG, the texture generator: the decoder's atlas from the encoder's backbone maps against the true atlas,
     masked L1 (``texture``); no ID, triplet or TR terms, and the reID head is not run.
 
-    ``forward(images, pids=None, target, mask, provenance=None) -> ({"texture": loss}, texture)``.
+    ``forward(images, pids=None, target, mask, provenance=None, warp=None) -> ({"texture": loss}, texture)``;
+    ``warp``: the image's warp + fill for a warp-input generator (:func:`train.model.refiner.refine_atlas`).
     """
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
-    def forward(self, images, pids=None, target=None, mask=None, provenance=None):
+    def forward(self, images, pids=None, target=None, mask=None, provenance=None, warp=None):
         texture, _ = self.model.decoder(self.model.encoder.backbone.forward_stages(images))
+        texture = refine_atlas(self.model.refiner, texture, warp)
         return {"texture": texture_l1(texture, target, mask)}, texture

@@ -26,8 +26,9 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import default_collate
 
-from densepose_textures.atlas import atlas_to_image
+from densepose_textures.atlas import SPLATS, atlas_to_image, image_to_atlas
 from densepose_textures.errors import InputError
+from densepose_textures.fill import FILL_METHODS, fill_atlas
 from densepose_textures.quality import true_atlas
 from densepose_textures.storage import partial_dir
 from densepose_textures.synth.pairs import Pairs
@@ -55,14 +56,20 @@ class PairImages(torch.utils.data.Dataset):
     ``(seed, epoch, slot)``, as :class:`train.data.TrainImages`), ``target`` the true atlas resampled to P
     (:func:`densepose_textures.quality.true_atlas`; mirrored for a flipped image) as a (3, 6P, 4P) atlas image,
     ``provenance`` 0 everywhere (every texel is true), ``pid`` the pair's identity, ``key`` (index, epoch, slot).
+    With ``warp`` (``{"splat", "fill"}``), also ``warp``: the warp of the whole image through its exact IUV, filled
+    with the pairs' mirror map (:func:`densepose_textures.fill.fill_atlases`), and ``warp_steps`` its fill steps,
+    as atlas images (mirrored with the target for a flipped image; the resize-crop does not change them, as an
+    image's warp at inference does not depend on how the generator's input is resized).
     Indexed by ``(index, epoch, slot)`` or a plain index (no augmentation)."""
 
-    def __init__(self, pairs, *, texture_size, height, width, flip, resize_crop, resize_crop_prob, seed=0):
+    def __init__(self, pairs, *, texture_size, height, width, flip, resize_crop, resize_crop_prob, seed=0,
+                 warp=None):
         self.pairs, self.texture_size = pairs, int(texture_size)
         self.size = (height, width)
         self.flip, self.resize_crop, self.resize_crop_prob, self.seed = flip, resize_crop, resize_crop_prob, seed
         self.pids = np.asarray(pairs.pids, dtype=np.int64)
         self.mirror_index = pairs.mirror.texel_index(self.texture_size).reshape(-1)
+        self.warp = warp
 
     def __len__(self):
         return len(self.pairs)
@@ -81,15 +88,30 @@ class PairImages(torch.utils.data.Dataset):
         if flipped:
             atlas = mirror_atlas(atlas, self.mirror_index)
         image = atlas_to_image(atlas)  # (6P, 4P, 3)
-        return {"target": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
-                "provenance": torch.zeros((1,) + image.shape[:2], dtype=torch.uint8)}
+        return {"target": _channels_first(image), "provenance": torch.zeros((1,) + image.shape[:2], dtype=torch.uint8)}
+
+    def warp_input(self, index, flipped):
+        """The pair's warp + fill and fill steps as (3, 6P, 4P) and (1, 6P, 4P) uint8 atlas images."""
+        texture, observed = image_to_atlas(self.pairs.image(index), self.pairs.iuv(index), self.texture_size,
+                                           self.warp["splat"])
+        filled, steps = fill_atlas(texture, observed, self.mirror_index.reshape(-1, self.texture_size,
+                                                                                  self.texture_size), self.warp["fill"])
+        if flipped:
+            filled, steps = mirror_atlas(filled, self.mirror_index), mirror_atlas(steps, self.mirror_index)
+        return {"warp": _channels_first(atlas_to_image(filled)),
+                "warp_steps": _channels_first(atlas_to_image(steps[..., None]))}
 
     def __getitem__(self, key):
         index, epoch, slot = key if isinstance(key, tuple) else (key, None, None)
         image, flipped = self.image(index, epoch, slot)
-        return {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), "pid": int(self.pids[index]),
+        return {"image": _channels_first(image), "pid": int(self.pids[index]),
                 "key": torch.tensor([index, -1 if epoch is None else epoch, -1 if slot is None else slot]),
-                **self.target(index, flipped)}
+                **self.target(index, flipped), **(self.warp_input(index, flipped) if self.warp else {})}
+
+
+def _channels_first(image):
+    """(H, W, C) uint8 -> a contiguous (C, H, W) tensor."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
 
 def split_pairs(count, holdout):
@@ -100,9 +122,11 @@ def split_pairs(count, holdout):
     return np.arange(count - held), np.arange(count - held, count)
 
 
-def build_generator(settings, texture_size, device):
-    """The SAN generator on ``device``, its initial weights a function of the seed; the reID head frozen."""
-    net = initial_model(settings.seed, num_classes=NUM_CLASSES, texture_size=texture_size, **asdict(settings.model))
+def build_generator(settings, texture_size, device, warp=None):
+    """The SAN generator on ``device``, its initial weights a function of the seed; the reID head frozen.
+    ``warp`` (``{"splat", "fill"}``): a warp-input generator, with its refiner."""
+    net = initial_model(settings.seed, num_classes=NUM_CLASSES, texture_size=texture_size, warp_input=warp,
+                        **asdict(settings.model))
     for p in net.encoder.head.parameters():  # never run: no gradient, no optimiser state, no DDP bucket
         p.requires_grad_(False)
     net = net.to(device)
@@ -121,7 +145,8 @@ def heldout_loss(net, images, indices, *, device, batch_size=32, channels_last=F
                 chunk = [int(i) for i in indices[start:start + batch_size]]
                 inputs = batch_to_device(default_collate([images[i] for i in chunk]), device,
                                          channels_last=channels_last)
-                loss = texture_l1(generator_atlas(net, inputs["images"]), inputs["target"], inputs["mask"])
+                atlas = generator_atlas(net, inputs["images"], inputs.get("warp"))
+                loss = texture_l1(atlas, inputs["target"], inputs["mask"])
                 total += float(loss) * len(chunk)
     finally:
         net.train(was_training)
@@ -142,10 +167,22 @@ class HeldOut:
             self.logger.log({"heldout/texture": loss})
 
 
-def train_generator(settings, *, pairs, out_dir, resume=False, progress=True):
+def check_warp(settings, warp):
+    """The ``{"splat", "fill"}`` a ``warp_input`` generator reads (None without warp input); InputError when absent
+    or unknown."""
+    if not settings.warp_input:
+        return None
+    if not warp or warp.get("splat") not in SPLATS or warp.get("fill") not in FILL_METHODS:
+        raise InputError(f"train_pg.warp_input needs the warp's splat ({', '.join(SPLATS)}) and fill "
+                         f"({', '.join(FILL_METHODS)}), got {warp!r}")
+    return {"splat": warp["splat"], "fill": warp["fill"]}
+
+
+def train_generator(settings, *, pairs, out_dir, resume=False, progress=True, warp=None):
     """Train SAN-PG on the pairs in ``pairs`` (a folder of ``sanreid synth --pairs``) and return ``<out_dir>/last.pt``.
 
-    ``settings``: a :class:`train.settings.PGParams` whose ``texture_size`` is P (1 or more). The last
+    ``settings``: a :class:`train.settings.PGParams` whose ``texture_size`` is P (1 or more); with
+    ``warp_input``, ``warp`` names the splat and fill of the warp the generator reads (the texture sets'). The last
     ``data.holdout`` share of the pairs is never trained on: its texture loss is logged. ``out_dir`` receives
     ``last.pt`` (the contract of the module docstring), ``dvclive/`` and ``pictures/``, written in
     ``<out_dir>.partial/`` and moved there when the run completes; a run finds there what an interrupted run of
@@ -155,6 +192,7 @@ def train_generator(settings, *, pairs, out_dir, resume=False, progress=True):
         raise InputError(f"unknown amp mode {settings.amp!r}; choose none, bf16 or fp16")
     if not isinstance(settings.texture_size, int) or settings.texture_size < 1:
         raise InputError(f"train_pg.texture_size={settings.texture_size!r}: P must be 1 or more")
+    warp = check_warp(settings, warp)
     pairs = Pairs(pairs)
     rank, world, device = setup_distributed(settings.device)
     main = rank == 0
@@ -166,12 +204,12 @@ def train_generator(settings, *, pairs, out_dir, resume=False, progress=True):
 
     train_idx, held_idx = split_pairs(len(pairs), d.holdout)
     images = PairImages(pairs, texture_size=p, height=d.height, width=d.width, flip=d.flip,
-                        resize_crop=d.resize_crop, resize_crop_prob=d.resize_crop_prob, seed=settings.seed)
+                        resize_crop=d.resize_crop, resize_crop_prob=d.resize_crop_prob, seed=settings.seed, warp=warp)
     sampler = ShuffleSampler(train_idx, d.batch_size, seed=settings.seed, rank=rank, world_size=world)
     loader = make_loader(images, sampler, workers=d.workers, device=device)
     preprocess = {"height": d.height, "width": d.width, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
 
-    net = build_generator(settings, p, device)
+    net = build_generator(settings, p, device, warp)
     model_args = _plain(net.model_args)
     optimization = Optimization(net, profile="joint", **asdict(settings.optim), texture_lr=0.0,
                                 texture_betas=(0.5, 0.999), amp=settings.amp, device=device, distributed=world > 1)

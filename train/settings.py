@@ -141,6 +141,7 @@ class PGParams:
     data: PGDataParams = field(default_factory=PGDataParams)
     optim: PGOptimParams = field(default_factory=PGOptimParams)
     texture_size: int = 0  # P of the predicted atlas; 0: textures.size (the P of the sets the generator makes)
+    warp_input: bool = False  # also read the image's warp + fill (textures.splat, textures.fill) and correct it
     epochs: int = 10  # main epochs, after warm-up
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N

@@ -63,7 +63,8 @@ def train_pg(pairs_dir, out, epochs, seed, resume, assignments):
     """Train SAN-PG, the texture generator: SAN's encoder + decoder on image/true-atlas pairs, texture loss only.
 
     The generator's atlas has P = train_pg.texture_size (0: textures.size). Its last.pt loads as a SAN
-    (model_args, model, preprocess), whose decoder gives the atlas.
+    (model_args, model, preprocess), whose decoder gives the atlas. With train_pg.warp_input it also reads each
+    image's warp + fill (textures.splat, textures.fill) and corrects it.
     """
     from pipeline import paths
     from pipeline.params import override, with_options
@@ -74,7 +75,8 @@ def train_pg(pairs_dir, out, epochs, seed, resume, assignments):
     if settings.texture_size == 0:
         settings = with_options(settings, texture_size=params.textures.size)
     last = train_generator(settings, pairs=pairs_dir or paths.raw_root(paths.PAIRS),
-                           out_dir=out or paths.generator_dir(settings.seed), resume=resume)
+                           out_dir=out or paths.generator_dir(settings.seed), resume=resume,
+                           warp={"splat": params.textures.splat, "fill": params.textures.fill})
     if os.environ.get("RANK", "0") == "0":
         click.echo(f"wrote {last}")
 

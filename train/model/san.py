@@ -7,6 +7,7 @@ from densepose_textures.errors import InputError
 from ..settings import ModelParams
 from .decoder import Decoder
 from .encoder import Encoder
+from .refiner import WarpRefiner
 from .resnet import load_pretrained
 
 
@@ -17,7 +18,9 @@ class SAN(nn.Module):
     ``texture_size`` is the atlas patch size P and the decoder predicts a
     (3, 6P, 4P) atlas image. ``target_size`` (H', W'): the decoder predicts images of that size
     instead (a texture set of foreign-layout images, :mod:`densepose_textures.imported`; with
-    ``texture_size=None``). ``pretrained`` is a path to torchvision ImageNet
+    ``texture_size=None``). ``warp_input`` (a SAN-PG generator's ``{"splat", "fill"}``): the
+    generator also reads the image's warp + fill, made with those settings, through a
+    :class:`~train.model.refiner.WarpRefiner` after the decoder (:func:`train.generator.generator_atlas`). ``pretrained`` is a path to torchvision ImageNet
     weights for the backbone ("" for none). Defaults: :class:`train.settings.ModelParams`.
 
     ``forward(x)``: in train mode a dict with ``feat`` (B, D) triplet feature,
@@ -30,13 +33,15 @@ class SAN(nn.Module):
     def __init__(self, num_classes, backbone=ModelParams.backbone, head=ModelParams.head,
                  embed_dim=ModelParams.embed_dim, last_stride=ModelParams.last_stride, texture_size=None,
                  pretrained=ModelParams.pretrained, decoder_init=ModelParams.decoder_init,
-                 decoder_width=ModelParams.decoder_width, target_size=None):
+                 decoder_width=ModelParams.decoder_width, target_size=None, warp_input=None):
         super().__init__()
         self.model_args = dict(num_classes=num_classes, backbone=backbone, head=head, embed_dim=embed_dim,
                                last_stride=last_stride, texture_size=texture_size, decoder_init=decoder_init,
                                decoder_width=decoder_width)
         if target_size is not None:  # recorded only when used, so older checkpoints' model_args still match
             self.model_args["target_size"] = [int(v) for v in target_size]
+        if warp_input:
+            self.model_args["warp_input"] = {"splat": str(warp_input["splat"]), "fill": str(warp_input["fill"])}
         self.encoder = Encoder(num_classes, backbone, head, embed_dim, last_stride)
         if pretrained:
             load_pretrained(self.encoder.backbone, pretrained)
@@ -49,6 +54,11 @@ class SAN(nn.Module):
                 raise InputError(f"target_size must be a positive (height, width), got {target_size!r}")
             self.decoder = Decoder(self.encoder.backbone.stage_channels, texture_size, decoder_init, decoder_width,
                                    output_size=target_size)
+        self.refiner = None
+        if warp_input:
+            if texture_size is None:
+                raise InputError("warp_input needs atlas targets (texture_size): a warp is an atlas")
+            self.refiner = WarpRefiner(texture_size)
 
     @property
     def feature_dim(self):
