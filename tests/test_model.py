@@ -165,3 +165,33 @@ def test_load_pretrained_wrong_backbone_or_file(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(InputError, match="cannot read"):
         load_pretrained(resnet18(), bad)
+
+
+def test_an_untrained_warp_refiner_returns_the_fill_and_reads_every_input():
+    from train.model.refiner import WarpRefiner
+
+    torch.manual_seed(0)
+    refiner = WarpRefiner(texture_size=4)
+    predicted, filled = torch.rand(2, 3, 24, 16) * 2 - 1, torch.rand(2, 3, 24, 16) * 2 - 1
+    steps = torch.randint(0, 5, (2, 1, 24, 16), dtype=torch.uint8)
+    assert torch.equal(refiner(predicted, filled, steps), filled)
+    (refiner(predicted, filled, steps) - 0.5).abs().mean().backward()
+    assert refiner.residual.weight.grad.abs().sum() > 0  # training moves it away from the fill
+    with torch.no_grad():
+        refiner.residual.weight.normal_()
+        out = refiner(predicted, filled, steps)
+        assert not torch.equal(out, filled)
+        for changed in (refiner(-predicted, filled, steps), refiner(predicted, filled, (steps + 1) % 5)):
+            assert not torch.equal(changed, out)  # the prediction and the fill steps both reach the output
+    with pytest.raises(ValueError, match="must share"):
+        refiner(predicted[:, :, :12], filled, steps)
+
+
+def test_a_san_with_warp_input_records_it_and_needs_an_atlas():
+    net = SAN(num_classes=2, backbone="resnet18", texture_size=4, decoder_width=0.25,
+              warp_input={"splat": "nearest", "fill": "nearest"})
+    assert net.model_args["warp_input"] == {"splat": "nearest", "fill": "nearest"} and net.refiner is not None
+    assert "warp_input" not in SAN(num_classes=2, backbone="resnet18", texture_size=4).model_args
+    with pytest.raises(InputError, match="warp_input needs atlas targets"):
+        SAN(num_classes=2, backbone="resnet18", texture_size=None, target_size=(8, 4),
+            warp_input={"splat": "nearest", "fill": "nearest"})

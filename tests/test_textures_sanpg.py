@@ -287,3 +287,43 @@ def test_cli_takes_the_generator_and_keep_observed_from_params(generator_file, s
     (tmp_path / "params.yaml").write_text(f"textures: {{size: {P}, jobs: 1}}\n")
     missing = runner.invoke(main, [*common, "--targets", "sanpg", "--out", "none"])
     assert missing.exit_code == 2 and "--generator PATH or textures.generator in params.yaml" in missing.output
+
+
+def test_a_warp_input_generator_corrects_each_images_warp_and_fill(lossy_store, synth_root, tmp_path):
+    """A generator that reads the warp + fill gets each image's own (made by the worker with the set's splat, fill
+    and mirror map); a run with another fill is refused, and predict() without the warp is an error."""
+    from densepose_textures.atlas import atlas_to_image
+    from densepose_textures.fill import fill_atlas
+
+    torch.manual_seed(1)
+    model = SAN(num_classes=4, backbone="resnet18", texture_size=P, decoder_init="standard", decoder_width=0.25,
+                warp_input={"splat": "nearest", "fill": "nearest"})
+    with torch.no_grad():
+        model.refiner.residual.weight.normal_(0, 0.5)  # a refiner that changes the fill
+    torch.save({"model": model.state_dict(), "model_args": model.model_args, "preprocess": PREPROCESS, "epoch": 0},
+               tmp_path / "warp.pt")
+    generator = load_generator(tmp_path / "warp.pt", "cpu")
+    assert generator.warp_input == {"splat": "nearest", "fill": "nearest"}
+    build(tmp_path / "set", lossy_store, synth_root, generator)
+    ts, store, mirror = TextureSet(tmp_path / "set"), IUVStore(lossy_store), MirrorMap.approximate().texel_index(P)
+    model.eval()
+    for i in (0, 9):
+        image = read_rgb(synth_root / ts.keys[i])
+        filled, steps = fill_atlas(*image_to_atlas(image, resize_iuv(store.read(i), image.shape[:2]), P), mirror)
+        resized = cv2.resize(image, (PREPROCESS["width"], PREPROCESS["height"]), interpolation=cv2.INTER_LINEAR)
+        x = (resized - np.array(PREPROCESS["mean"]) * 255) / (np.array(PREPROCESS["std"]) * 255)
+        with torch.no_grad():
+            predicted = model.decoder(model.encoder.forward_stages(torch.from_numpy(x.transpose(2, 0, 1)[None])
+                                                                   .float())[0])[0]
+            fill_image = torch.from_numpy(atlas_to_image(filled).transpose(2, 0, 1)[None].copy()).float() / 127.5 - 1
+            step_image = torch.from_numpy(atlas_to_image(steps[..., None]).transpose(2, 0, 1)[None].copy())
+            atlas = model.refiner(predicted, fill_image, step_image)[0].numpy()
+        expected = image_to_atlas_parts(np.clip(np.rint((atlas + 1) * 127.5), 0, 255).astype(np.uint8)
+                                        .transpose(1, 2, 0))
+        diff = np.abs(ts[i]["texture"].astype(int) - expected)
+        assert diff.max() <= 1 and (diff == 0).mean() > 0.999
+        assert np.abs(expected.astype(int) - filled).mean() > 3  # the refiner changed the fill
+    with pytest.raises(InputError, match="reads the warp \\+ fill made with splat 'nearest' and fill 'nearest'"):
+        build(tmp_path / "other", lossy_store, synth_root, generator, fill="pushpull")
+    with pytest.raises(ValueError, match="warp_input"):
+        generator.predict(np.zeros((1, PREPROCESS["height"], PREPROCESS["width"], 3), np.uint8))

@@ -174,3 +174,59 @@ def test_shuffle_sampler_epochs_are_reproducible_and_ranks_split_each_batch():
     for r in ranks:
         r.set_epoch(2)
     assert [a + b for a, b in zip(*map(list, ranks))] == batches
+
+
+def test_the_warp_input_follows_the_pair_and_its_flip(pairs):
+    """A warp-input sample carries the pair's own warp + fill (its image through its exact IUV), mirrored with the
+    target when the image is flipped."""
+    from densepose_textures.atlas import image_to_atlas, image_to_atlas_parts
+    from densepose_textures.fill import fill_atlas
+    from densepose_textures.synth import Pairs
+    from train.data import mirror_atlas
+    from train.pg import PairImages
+
+    pairs = Pairs(pairs)
+    images = PairImages(pairs, texture_size=P, height=32, width=16, flip=True, resize_crop=1.0, resize_crop_prob=0.0,
+                        warp={"splat": "nearest", "fill": "nearest"})
+    mirror = pairs.mirror.texel_index(P)
+    texture, observed = image_to_atlas(pairs.image(5), pairs.iuv(5), P)
+    filled, steps = fill_atlas(texture, observed, mirror)
+    assert 0 < observed.mean() < 1
+    plain = images[5]
+    np.testing.assert_array_equal(image_to_atlas_parts(plain["warp"].permute(1, 2, 0).numpy()), filled)
+    np.testing.assert_array_equal(image_to_atlas_parts(plain["warp_steps"].permute(1, 2, 0).numpy())[..., 0], steps)
+    epoch, slot = next((e, s) for e in range(20) for s in range(4) if images.augmentation(e, s).flip)
+    flipped = images[(5, epoch, slot)]
+    np.testing.assert_array_equal(image_to_atlas_parts(flipped["warp"].permute(1, 2, 0).numpy()),
+                                  mirror_atlas(filled, mirror.reshape(-1)))
+    np.testing.assert_array_equal(image_to_atlas_parts(flipped["target"].permute(1, 2, 0).numpy()),
+                                  mirror_atlas(image_to_atlas_parts(plain["target"].permute(1, 2, 0).numpy()),
+                                               mirror.reshape(-1)))
+
+
+def test_a_warp_input_generator_starts_at_the_fill_and_trains_from_the_cli(pairs, tmp_path):
+    """Before training, a warp-input generator's held-out loss is the warp + fill's own L1 against the truth (its
+    refiner starts at the fill); `--set warp_input=true` trains one whose checkpoint names the warp it reads."""
+    from torch.utils.data import default_collate
+    from densepose_textures.synth import Pairs
+    from train.data import batch_to_device
+    from train.pg import PairImages, build_generator, heldout_loss
+    from train.settings import ModelParams, PGParams
+
+    warp = {"splat": "nearest", "fill": "nearest"}
+    images = PairImages(Pairs(pairs), texture_size=P, height=32, width=16, flip=False, resize_crop=1.0,
+                        resize_crop_prob=0.0, warp=warp)
+    held = np.arange(12, 16)
+    net = build_generator(PGParams(texture_size=P, model=ModelParams(decoder_width=0.25)), P, "cpu", warp)
+    inputs = batch_to_device(default_collate([images[int(i)] for i in held]), "cpu")
+    fill_l1 = (inputs["warp"]["filled"] - inputs["target"]).abs().mean().item()
+    assert fill_l1 > 0.05
+    assert heldout_loss(net, images, held, device="cpu") == pytest.approx(fill_l1, rel=1e-5)
+
+    out = tmp_path / "run"
+    run(command(pairs, out, "--set", "warp_input=true", epochs=1))
+    record = weights(out)
+    assert record["model_args"]["warp_input"] == warp
+    assert any(name.startswith("refiner.") for name in record["model"])
+    result = CliRunner().invoke(main, command(pairs, out, "--resume", epochs=2))  # without warp input: other model
+    assert result.exit_code == 2 and "cannot resume" in result.output
