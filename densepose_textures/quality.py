@@ -109,11 +109,13 @@ def describe_targets(attrs):
     return f"{fill}, fused by identity" if attrs.get("fuse", "none") == "identity" else fill
 
 
-def measure_quality(texture_set, truth, methods=None, limit=None, batch_size=64, label=None):
+def measure_quality(texture_set, truth, methods=None, limit=None, batch_size=64, label=None, steps_of=None):
     """Error of ``texture_set`` against ``truth`` ({raw pid: (24, Pt, Pt, 3)}), per fill step and per region.
 
     ``methods``: fill methods to re-run on the observed texels of a per-image set with the set's
     mirror map (None: the set as stored, labelled ``label`` or by :func:`describe_targets`).
+    ``steps_of``: another set of the same images (a per-image warp set) whose provenance charges each
+    texel to a step instead of the set's own, so a generated set's error splits by what the fill did there.
     Returns {label: {"images": n, "rows": [...], "regions": [...]}}: each row has ``step`` (or
     ``region``: observed in the image, not observed, all), ``share`` (of the person texels),
     ``mae`` and ``psnr`` (8-bit scale), ``texels``.
@@ -127,6 +129,9 @@ def measure_quality(texture_set, truth, methods=None, limit=None, batch_size=64,
         raise InputError(f"{texture_set.path} holds {describe_targets(attrs)} targets: fill methods can only be "
                          "re-run on a per-image set (source warp, fuse none)")
     mirror = texture_set.mirror_index if attrs.get("mirror", True) else None
+    if steps_of is not None and list(steps_of.keys) != list(texture_set.keys):
+        raise InputError(f"{steps_of.path} does not hold the images of {texture_set.path} in the same order: "
+                         "--steps-of takes a set built from the same IUV store")
     labels = [label or f"{describe_targets(attrs)} (as stored)"] if methods is None else list(methods)
     tallies = {name: _Tally() for name in labels}
     resampled = {}
@@ -145,6 +150,8 @@ def measure_quality(texture_set, truth, methods=None, limit=None, batch_size=64,
             continue
         true = np.stack([resampled[raw_pid(texture_set.keys[start + j])] for j in keep])
         texture, observed, provenance = (arrays[k][keep] for k in ("texture", "observed", "provenance"))
+        if steps_of is not None:
+            provenance = np.stack([steps_of[start + j]["provenance"] for j in keep])
         for name in labels:
             if methods is None:
                 tallies[name].add(texture, true, provenance, observed)

@@ -250,6 +250,25 @@ def test_cli_builds_a_sanpg_set_beside_the_others_and_measures_it(generator_file
         assert f"| sanpg, observed kept (as stored) | {region} |" in table.output
     assert "| sanpg, observed kept (as stored) | generated |" in table.output
 
+    assert runner.invoke(main, common).exit_code == 0  # the per-image warp + fill set: data/textures/synth
+    warp = TextureSet(tmp_path / "data/textures/synth")
+    split = measure_quality(ts, read_truth(synth_root)[0], steps_of=warp)["sanpg, observed kept (as stored)"]
+    by_fill = {row["step"]: row for row in split["rows"]}
+    own = {row["step"]: row for row in measure_quality(warp, read_truth(synth_root)[0])["nearest (as stored)"]["rows"]}
+    assert by_fill["generated"]["texels"] == 0 and by_fill["all"]["mae"] == pytest.approx(steps["all"]["mae"])
+    for step in ("observed", "mirror", "in-part"):  # the sanpg set's error on the texels each fill step set
+        assert by_fill[step]["texels"] == own[step]["texels"] > 0
+    assert by_fill["observed"]["mae"] == pytest.approx(own["observed"]["mae"])  # observed kept: the same texels
+    assert by_fill["in-part"]["mae"] != pytest.approx(own["in-part"]["mae"])
+    table = runner.invoke(main, ["textures", "quality", "data/textures/synth-sanpg", "--truth", str(synth_root),
+                                 "--steps-of", "data/textures/synth"])
+    assert table.exit_code == 0, table.output
+    assert "by the fill steps of data/textures/synth" in table.output
+    assert "| sanpg, observed kept (as stored) | in-part |" in table.output
+    shuffled = type("Other", (), {"keys": list(reversed(warp.keys)), "path": "other"})()
+    with pytest.raises(InputError, match="does not hold the images of"):
+        measure_quality(ts, read_truth(synth_root)[0], steps_of=shuffled)
+
 
 def test_cli_takes_the_generator_and_keep_observed_from_params(generator_file, synth_root, synth_iuv_store,
                                                                tmp_path, monkeypatch):

@@ -370,8 +370,11 @@ def atlas(path, key, what, scale, out):
               help="Comma-separated fill methods to re-run on the observed texels of a per-image set "
                    "(nearest,pushpull,telea or all) [default: only the set's own fill].")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Measure only the first N images with a person.")
+@click.option("--steps-of", type=click.Path(file_okay=False), default=None,
+              help="A per-image set of the same images: charge every set's texels to the fill step that set them "
+                   "there (e.g. to see where a generator beats the fill) [default: each set's own steps].")
 @user_errors
-def quality(paths, truth, methods, limit):
+def quality(paths, truth, methods, limit, steps_of):
     """Error against the true textures of one or more sets (per-image, fused, truth): by region
     (texels the image shows, those it does not, all), then by fill step (share, MAE, PSNR)."""
     from densepose_textures.fill import FILL_METHODS
@@ -387,12 +390,16 @@ def quality(paths, truth, methods, limit):
         if unknown:
             raise InputError(f"unknown fill method(s) {', '.join(unknown)}; choose from {', '.join(FILL_METHODS)} or all")
     truth_textures, _ = read_truth(truth)
+    steps_set = TextureSet(steps_of) if steps_of else None
     results = {}
     for ts in sets:
-        for label, result in measure_quality(ts, truth_textures, methods=chosen, limit=limit).items():
+        for label, result in measure_quality(ts, truth_textures, methods=chosen, limit=limit,
+                                             steps_of=steps_set).items():
             results[f"{ts.path.name}: {label}" if len(sets) > 1 else label] = result
     click.echo(format_regions_table(results))
     click.echo()
+    if steps_set is not None:
+        click.echo(f"by the fill steps of {steps_set.path}:")
     click.echo(format_table(results))
 
 
