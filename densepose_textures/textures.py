@@ -4,9 +4,8 @@ Four kinds of targets (``source`` and ``fuse``): each image's own warped texels,
 (``warp``, ``none``); the identity-fused atlas (``warp``, ``identity``: :mod:`.fuse`; the images
 of one identity travel in one chunk); the renderer's true atlas resampled to P (``truth``,
 synthetic sets only); a SAN-PG generator's prediction from the image (``sanpg``; with
-``keep_observed`` the warped texels where the IUV saw the person; a warp-input generator also reads the
-image's warp + fill). ``observed`` always says what
-each image's IUV showed.
+``keep_observed`` the warped texels where the IUV saw the person; a warp-input generator also reads
+the image's warp + fill). ``observed`` always says what each image's IUV showed.
 
 Work is split into chunks of images run by a joblib process pool (or any joblib backend, such
 as Dask's, set by the caller with ``joblib.parallel_config``); results stream back unordered
@@ -285,9 +284,10 @@ def build_texture_set(out, *, store_path, image_root, dataset, labels, size=32, 
     atlas} by the raw identity of the file names, any P); ``fuse``: ``none`` or ``identity`` (the
     records of ``fused_keys``, None: all, get the fused atlas of their ``labels`` pid; the others
     their own). ``sanpg``: ``generator`` (:class:`train.generator.TextureGenerator` or anything with
-    its ``texture_size``, ``input_size``, ``warp_input``, ``digest`` and ``predict``) predicts every atlas, in this
-    process (a ``warp_input`` generator, ``{"splat", "fill"}``, also reads the warp + fill: ``splat`` and ``fill``
-    must be its own); ``keep_observed`` keeps the warped texels the IUV saw. Parallel work runs in ``jobs``
+    its ``texture_size``, ``input_size``, ``warp_input``, ``digest`` and ``predict``) predicts every
+    atlas, in this process (a ``warp_input`` generator, ``{"splat", "fill"}``, also reads the warp +
+    fill: ``splat`` and ``fill`` must be its own); ``keep_observed`` keeps the warped texels the IUV
+    saw. Parallel work runs in ``jobs``
     joblib workers of the backend in force (processes by default; wrap the call in
     ``joblib.parallel_config(backend="dask")`` for Dask).
     """

@@ -12,8 +12,8 @@ to (height, width), normalised on the device. A generator whose ``model_args`` h
 returns the corrected warp + fill (:mod:`train.model.refiner`).
 
 :class:`TextureGenerator` is what :func:`densepose_textures.textures.build_texture_set` takes as its
-``generator`` (``texture_size``, ``input_size``, ``warp_input``, ``digest``, ``predict``), so ``densepose_textures``
-never imports torch or this package.
+``generator`` (``texture_size``, ``input_size``, ``warp_input``, ``digest``, ``predict``), so
+``densepose_textures`` never imports torch or this package.
 """
 
 import hashlib
@@ -52,7 +52,7 @@ def generator_atlas(net, images, warp=None):
     """The atlas images (B, 3, 6P, 4P) a SAN's decoder predicts from normalised ``images``, in the
     targets' scale [-1, 1] up to the decoder's range; a warp-input generator's refiner then corrects
     ``warp`` (``{"filled", "steps"}``, :func:`train.model.refiner.refine_atlas`) with it."""
-    return refine_atlas(getattr(net, "refiner", None), net.decoder(net.encoder.forward_stages(images)[0])[0], warp)
+    return refine_atlas(net.refiner, net.decoder(net.encoder.forward_stages(images)[0])[0], warp)
 
 
 def warp_tensors(filled, steps, device):

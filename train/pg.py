@@ -15,6 +15,8 @@ predicted atlas, ``num_classes`` = 1: the reID head is built, never trained nor 
 (:func:`train.generator.load_generator` and :func:`train.generator.generator_atlas` do exactly this.) ``x`` is the RGB image resized to
 ``height`` x ``width``, scaled to [0, 1] and normalised by ``mean``, ``std``; the atlas image is DensePose's
 layout (:func:`densepose_textures.atlas.image_to_atlas` turns it into (24, P, P, 3)).
+With ``train_pg.warp_input`` the SAN also has a refiner (``model_args["warp_input"]`` names the splat and fill of
+the warp it reads): the atlas is then ``generator_atlas(net, x, warp)``, the image's warp + fill corrected.
 """
 
 import functools

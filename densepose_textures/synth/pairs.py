@@ -151,9 +151,9 @@ def _settings_of(root):
 class Pairs(H5Reader):
     """The pairs of ``pairs.h5`` (``path``: the folder or the file), read lazily (one handle per process).
 
-    ``len(pairs)``, ``pairs.image(i)`` (H, W, 3), ``pairs.iuv(i)`` (H, W, 3), ``pairs.texture(i)`` (24, P, P, 3), ``pairs.mirror`` (the
-    exact :class:`~densepose_textures.mirror.MirrorMap`), ``pairs.settings`` and ``pairs.digest`` (what
-    they were rendered with). InputError, saying how to make pairs, for anything else.
+    ``len(pairs)``, ``pairs.image(i)`` (H, W, 3), ``pairs.iuv(i)`` (H, W, 3), ``pairs.texture(i)``
+    (24, P, P, 3), ``pairs.mirror`` (the exact :class:`~densepose_textures.mirror.MirrorMap`),
+    ``pairs.settings`` and ``pairs.digest`` (what they were rendered with). InputError, saying how to make pairs, for anything else.
     """
 
     what = "pairs file"

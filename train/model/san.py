@@ -20,8 +20,9 @@ class SAN(nn.Module):
     instead (a texture set of foreign-layout images, :mod:`densepose_textures.imported`; with
     ``texture_size=None``). ``warp_input`` (a SAN-PG generator's ``{"splat", "fill"}``): the
     generator also reads the image's warp + fill, made with those settings, through a
-    :class:`~train.model.refiner.WarpRefiner` after the decoder (:func:`train.generator.generator_atlas`). ``pretrained`` is a path to torchvision ImageNet
-    weights for the backbone ("" for none). Defaults: :class:`train.settings.ModelParams`.
+    :class:`~train.model.refiner.WarpRefiner` after the decoder (:func:`train.generator.generator_atlas`).
+    ``pretrained`` is a path to torchvision ImageNet weights for the backbone ("" for none).
+    Defaults: :class:`train.settings.ModelParams`.
 
     ``forward(x)``: in train mode a dict with ``feat`` (B, D) triplet feature,
     ``logits`` (B, num_classes) and, with a decoder, ``texture`` (B, 3, 6P, 4P)
