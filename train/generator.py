@@ -51,8 +51,9 @@ def generator_digest(state, model_args, preprocess):
 def generator_atlas(net, images, warp=None):
     """The atlas images (B, 3, 6P, 4P) a SAN's decoder predicts from normalised ``images``, in the
     targets' scale [-1, 1] up to the decoder's range; a warp-input generator's refiner then corrects
-    ``warp`` (``{"filled", "steps"}``, :func:`train.model.refiner.refine_atlas`) with it."""
-    return refine_atlas(net.refiner, net.decoder(net.encoder.forward_stages(images)[0])[0], warp)
+    ``warp`` (``{"filled", "steps"}``, :func:`train.model.refiner.refine_atlas`) with it. The backbone's
+    maps feed the decoder; the reID head is not run."""
+    return refine_atlas(net.refiner, net.decoder(net.encoder.backbone.forward_stages(images))[0], warp)
 
 
 def warp_tensors(filled, steps, device):

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .losses import batch_hard_triplet, cross_entropy_smooth, texture_l1, triplet_reid_constraints
-from .model.refiner import refine_atlas
+from .generator import generator_atlas
 
 
 class SANObjective(nn.Module):
@@ -51,7 +51,7 @@ class GeneratorObjective(nn.Module):
     masked L1 (``texture``); no ID, triplet or TR terms, and the reID head is not run.
 
     ``forward(images, pids=None, target, mask, provenance=None, warp=None) -> ({"texture": loss}, texture)``;
-    ``warp``: the image's warp + fill for a warp-input generator (:func:`train.model.refiner.refine_atlas`).
+    ``warp``: the image's warp + fill for a warp-input generator (:func:`train.generator.generator_atlas`).
     """
 
     def __init__(self, model):
@@ -59,6 +59,5 @@ class GeneratorObjective(nn.Module):
         self.model = model
 
     def forward(self, images, pids=None, target=None, mask=None, provenance=None, warp=None):
-        texture, _ = self.model.decoder(self.model.encoder.backbone.forward_stages(images))
-        texture = refine_atlas(self.model.refiner, texture, warp)
+        texture = generator_atlas(self.model, images, warp)
         return {"texture": texture_l1(texture, target, mask)}, texture
